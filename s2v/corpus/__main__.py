@@ -1,0 +1,69 @@
+"""Command line of the corpus tools: `python -m s2v.corpus {make,faces,sheet} ...`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .actors import EMOTIONS
+
+
+def _emotions(text: str) -> tuple[str, ...]:
+    items = tuple(e.strip().upper() for e in text.split(",") if e.strip())
+    bad = [e for e in items if e not in EMOTIONS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"unknown emotion(s) {bad}; choose from {','.join(EMOTIONS)}")
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m s2v.corpus", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    m = sub.add_parser("make", help="make the synthetic corpus in CREMA-D's layout")
+    m.add_argument("--out", required=True, help="output folder (resumable: finished clips are kept)")
+    m.add_argument("--seen", type=int, default=24, help="actors whose clips are used for training")
+    m.add_argument("--unseen", type=int, default=6, help="actors held out whole")
+    m.add_argument("--sentences", type=int, default=12, help="how many of CREMA-D's 12 sentences")
+    m.add_argument("--emotions", type=_emotions, default=EMOTIONS, help="comma list, default all six")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    m.add_argument("--size", type=int, default=128, help="frame side in pixels")
+
+    f = sub.add_parser("faces", help="a labelled face pool for training the face teachers")
+    f.add_argument("--out", required=True)
+    f.add_argument("--identities", type=int, default=200)
+    f.add_argument("--per-identity", type=int, default=24)
+    f.add_argument("--size", type=int, default=64)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--workers", type=int, default=None)
+
+    s = sub.add_parser("sheet", help="contact sheet of a corpus: actors x emotions, and a mouth sequence")
+    s.add_argument("--corpus", required=True)
+    s.add_argument("--out", required=True, help="PNG path")
+    s.add_argument("--actors", type=int, default=8, help="rows (seen and unseen actors)")
+
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "make":
+            from .make import make_corpus
+
+            summary = make_corpus(args.out, args.seen, args.unseen, args.sentences, args.emotions, args.seed,
+                                  args.workers, args.size)
+        elif args.cmd == "faces":
+            from .faces import make_faces
+
+            summary = make_faces(args.out, args.identities, args.per_identity, args.size, args.seed, args.workers)
+        else:
+            from .sheet import contact_sheet
+
+            summary = contact_sheet(args.corpus, args.out, args.actors)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""`python -m s2v.corpus make`: the synthetic corpus in CREMA-D's layout.
+
+AudioWAV/<actor>_<sentence>_<emotion>_<level>.wav   16 kHz mono PCM
+VideoFlash/<same stem>.flv                          H.264 (+ AAC) in FLV, 30 fps, as long as the audio
+VideoDemographics.csv                               ActorID, Age, Sex, Race, Ethnicity
+actors.json                                         corpus settings and every actor (split, sex, age
+                                                    group, voice and face parameters)
+Stills/<actor>.png                                  neutral face, mouth closed
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..audio import FPS, SAMPLE_RATE, num_frames, resample, write_wav
+from ..video import write_video
+from .actors import (EMOTIONS, EXPRESSION, LEVELS, PROSODY, SENTENCES, Actor, make_actors)
+from .face import FaceRenderer, Mouth, Pose
+from .motion import frame_rms, mouth_track, poses
+from .speech import synthesize
+
+CORPUS_FPS = FPS["crema-d"]
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    actor: Actor
+    sentence: str
+    emotion: str
+    level: str
+    seed: int
+
+    @property
+    def stem(self) -> str:
+        return f"{self.actor.id}_{self.sentence}_{self.emotion}_{self.level}"
+
+    def rng(self, stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.actor.id, list(SENTENCES).index(self.sentence),
+                                      EMOTIONS.index(self.emotion), stream])
+
+
+def _channel(audio: np.ndarray, voice, rng: np.random.Generator) -> np.ndarray:
+    """The actor's own colour (a resonance and a spectral tilt), then a faint room noise."""
+    from scipy.signal import lfilter
+
+    # peaking filter (RBJ biquad) at eq_hz
+    w0 = 2 * np.pi * voice.eq_hz / SAMPLE_RATE
+    A, alpha = 10 ** (voice.eq_db / 40), np.sin(w0) / (2 * 1.4)
+    b = [1 + alpha * A, -2 * np.cos(w0), 1 - alpha * A]
+    a = [1 + alpha / A, -2 * np.cos(w0), 1 - alpha / A]
+    y = lfilter(np.array(b) / a[0], np.array(a) / a[0], audio)
+    y = y + 0.35 * voice.tilt * np.concatenate([[0.0], np.diff(y)])  # brighter (+) or darker (-)
+    y = y + rng.normal(0, 10 ** (-62 / 20), y.shape)
+    return y.astype(np.float32)
+
+
+def synth_speech(spec: ClipSpec) -> tuple[np.ndarray, list[tuple[str, float]]]:
+    """The clip's speech at 16 kHz and its phonemes (name, start s), leading silence included."""
+    a, v = spec.actor, spec.actor.voice
+    k = LEVELS[spec.level] if spec.emotion != "NEU" else 0.0
+    p = PROSODY[spec.emotion]
+    rng = spec.rng(1)
+    jitter = rng.normal(0, 1, 3)
+    utt = synthesize(
+        SENTENCES[spec.sentence], language=v.language, variant=v.variant,
+        pitch=int(np.clip(v.pitch + k * p.pitch + 2 * jitter[0], 0, 99)),
+        pitch_range=int(np.clip(v.range * (1 + k * (p.range - 1)) + 3 * jitter[1], 0, 99)),
+        rate=int(np.clip(v.rate * (1 + k * (p.rate - 1)) * (1 + 0.03 * jitter[2]), 80, 400)),
+        volume=int(np.clip(v.volume * (1 + k * (p.volume - 1)), 10, 200)),
+        wordgap=int(round(k * p.wordgap)), seed=int(rng.integers(2 ** 31)))
+    audio = resample(utt.audio, utt.rate, SAMPLE_RATE)
+    if p.tremolo and k:
+        t = np.arange(audio.size) / SAMPLE_RATE
+        audio = audio * (1 + k * p.tremolo * np.sin(2 * np.pi * rng.uniform(5, 7) * t)).astype(np.float32)
+    lead, tail = rng.uniform(0.15, 0.35), rng.uniform(0.15, 0.35)
+    audio = np.concatenate([np.zeros(int(lead * SAMPLE_RATE), np.float32), audio,
+                            np.zeros(int(tail * SAMPLE_RATE), np.float32)])
+    audio = _channel(audio, v, rng)
+    peak = np.abs(audio).max()
+    if peak > 0.98:
+        audio *= 0.98 / peak
+    phonemes = [(name, t + lead) for name, t in utt.phonemes]
+    return audio, phonemes
+
+
+def render_clip(spec: ClipSpec, size: int, audio: np.ndarray, phonemes) -> np.ndarray:
+    """(T, size, size, 3) uint8 frames that follow `audio`."""
+    n = num_frames(audio.size, CORPUS_FPS)
+    k = LEVELS[spec.level] if spec.emotion != "NEU" else 0.0
+    renderer = FaceRenderer(spec.actor.face, EXPRESSION[spec.emotion].scaled(k), size)
+    mouths, _ = mouth_track(phonemes, audio, CORPUS_FPS, n)
+    energy = frame_rms(audio, CORPUS_FPS, n)
+    energy = energy / (energy.max() + 1e-8)
+    motion = 1.0 + 0.5 * (spec.emotion in ("ANG", "FEA", "HAP")) * k
+    pose = poses(n, CORPUS_FPS, spec.rng(2), energy, motion)
+    return np.stack([renderer.frame(m, p) for m, p in zip(mouths, pose)])
+
+
+def make_clip(spec: ClipSpec, out: Path, size: int) -> str:
+    """Write one clip's wav and flv (skipped when both exist). Returns the stem."""
+    wav, flv = out / "AudioWAV" / f"{spec.stem}.wav", out / "VideoFlash" / f"{spec.stem}.flv"
+    if wav.exists() and flv.exists():
+        return spec.stem
+    audio, phonemes = synth_speech(spec)
+    frames = render_clip(spec, size, audio, phonemes)
+    write_video(flv, frames, CORPUS_FPS, audio, fmt="flv")
+    part = wav.with_name(wav.name + ".part.wav")
+    write_wav(part, audio)
+    os.replace(part, wav)
+    return spec.stem
+
+
+def still(actor: Actor, size: int) -> np.ndarray:
+    """The actor's reference image: neutral, mouth closed, head still, eyes open."""
+    return FaceRenderer(actor.face, EXPRESSION["NEU"], size).frame(Mouth(), Pose())
+
+
+def clip_specs(actors: list[Actor], sentences: list[str], emotions: list[str], seed: int) -> list[ClipSpec]:
+    """One clip per actor x sentence x emotion. As in CREMA-D, IEO carries an intensity level
+    (LO/MD/HI, one per clip here) and the other sentences are unspecified (XX)."""
+    specs = []
+    for a in actors:
+        for s in sentences:
+            for e in emotions:
+                level = "XX"
+                if s == "IEO" and e != "NEU":
+                    level = ("LO", "MD", "HI")[np.random.default_rng([seed, a.id, EMOTIONS.index(e)]).integers(3)]
+                specs.append(ClipSpec(a, s, e, level, seed))
+    return specs
+
+
+def _work(args) -> str:
+    spec, out, size = args
+    return make_clip(spec, Path(out), size)
+
+
+def make_corpus(out: str | os.PathLike, seen: int = 24, unseen: int = 6, sentences: int = 12,
+                emotions: tuple[str, ...] = EMOTIONS, seed: int = 0, workers: int | None = None,
+                size: int = 128, progress: bool = True) -> dict:
+    """Make the corpus in `out` (resumable: finished clips are kept). Returns a summary."""
+    from tqdm.auto import tqdm
+
+    for e in emotions:
+        if e not in EMOTIONS:
+            raise ValueError(f"unknown emotion {e!r}; choose from {','.join(EMOTIONS)}")
+    if not 1 <= sentences <= len(SENTENCES):
+        raise ValueError(f"--sentences must be 1..{len(SENTENCES)}")
+    if seen < 1 or unseen < 0:
+        raise ValueError("--seen must be >= 1 and --unseen >= 0")
+    if size < 32 or size % 2:
+        raise ValueError("--size must be an even number >= 32")
+    out = Path(out)
+    for sub in ("AudioWAV", "VideoFlash", "Stills"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    actors = make_actors(seen, unseen, seed)
+    sent = list(SENTENCES)[:sentences]
+    meta = {"format": "s2v-synthetic-crema-d", "version": 1, "seed": seed, "size": size, "fps": CORPUS_FPS,
+            "sample_rate": SAMPLE_RATE, "sentences": {s: SENTENCES[s] for s in sent}, "emotions": list(emotions),
+            "actors": [a.to_json() for a in actors]}
+    (out / "actors.json").write_text(json.dumps(meta, indent=1))
+    with open(out / "VideoDemographics.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ActorID", "Age", "Sex", "Race", "Ethnicity"])
+        for a in actors:
+            w.writerow([a.id, a.age, a.sex, "Synthetic", "Synthetic"])
+    for a in actors:
+        cv2.imwrite(str(out / "Stills" / f"{a.id}.png"), still(a, size)[..., ::-1])
+    specs = clip_specs(actors, sent, list(emotions), seed)
+    jobs = [(s, str(out), size) for s in specs]
+    workers = workers or os.cpu_count() or 1
+    bar = tqdm(total=len(jobs), desc="clips", unit="clip", disable=not progress)
+    if workers == 1:
+        for j in jobs:
+            _work(j)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for _ in pool.map(_work, jobs, chunksize=4):
+                bar.update()
+    bar.close()
+    size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2 ** 20
+    return {"clips": len(specs), "actors": len(actors), "seconds": round(time.time() - t0, 1),
+            "megabytes": round(size_mb, 1), "out": str(out)}

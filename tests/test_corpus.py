@@ -1,0 +1,165 @@
+"""The synthetic corpus: CREMA-D layout, rates, lengths, determinism, and lips that follow speech."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+
+import cv2
+import numpy as np
+import pytest
+import soundfile as sf
+
+from s2v.audio import SAMPLE_RATE, load_audio
+from s2v.corpus.__main__ import main as corpus_main
+from s2v.corpus.actors import SENTENCES, Actor, make_actors
+from s2v.corpus.make import ClipSpec, make_clip, render_clip, synth_speech
+from s2v.corpus.motion import frame_rms, viseme
+from s2v.video import probe_video, read_video
+
+
+def test_layout(tiny_corpus):
+    wavs = sorted((tiny_corpus / "AudioWAV").glob("*.wav"))
+    flvs = sorted((tiny_corpus / "VideoFlash").glob("*.flv"))
+    assert len(wavs) == len(flvs) == 2 * 2 * 3
+    assert [w.stem for w in wavs] == [f.stem for f in flvs]
+    for w in wavs:
+        actor, sentence, emotion, level = w.stem.split("_")
+        assert actor in ("1001", "1002") and sentence in ("IEO", "TIE") and emotion in ("ANG", "NEU", "SAD")
+        assert level in (("LO", "MD", "HI") if sentence == "IEO" and emotion != "NEU" else ("XX",))
+    meta = json.loads((tiny_corpus / "actors.json").read_text())
+    assert [a["split"] for a in meta["actors"]] == ["seen", "unseen"]
+    for a in meta["actors"]:
+        assert {"id", "sex", "age", "age_group", "voice", "face"} <= set(a)
+        Actor.from_json(a)  # round-trips
+        assert (tiny_corpus / "Stills" / f"{a['id']}.png").exists()
+    rows = list(csv.DictReader(open(tiny_corpus / "VideoDemographics.csv")))
+    assert [r["ActorID"] for r in rows] == ["1001", "1002"] and {"Age", "Sex"} <= set(rows[0])
+    assert meta["sentences"] == {"IEO": "It's eleven o'clock.", "TIE": "That is exactly what happened."}
+
+
+def test_rates_and_lengths(tiny_corpus):
+    for wav in sorted((tiny_corpus / "AudioWAV").glob("*.wav")):
+        info = sf.info(wav)
+        assert info.samplerate == SAMPLE_RATE and info.channels == 1 and info.subtype == "PCM_16"
+        flv = tiny_corpus / "VideoFlash" / (wav.stem + ".flv")
+        meta = probe_video(flv)
+        assert meta["fps"] == 30 and meta["size"] == (64, 64)
+        frames, fps = read_video(flv)
+        # exactly as long as the audio within one frame
+        assert abs(len(frames) / fps - info.frames / SAMPLE_RATE) <= 1 / 30 + 1e-9
+        assert frames.dtype == np.uint8 and frames.shape[1:] == (64, 64, 3)
+
+
+def test_codec_is_h264_in_flv(tiny_corpus):
+    import subprocess
+
+    from s2v.audio import ffmpeg_exe
+
+    flv = sorted((tiny_corpus / "VideoFlash").glob("*.flv"))[0]
+    info = subprocess.run([ffmpeg_exe(), "-i", str(flv)], capture_output=True, text=True).stderr
+    assert "Input #0, flv" in info and "Video: h264" in info and "Audio: aac" in info
+
+
+def test_deterministic(tiny_corpus, tmp_path):
+    """The same seed gives byte-identical audio and the same frames."""
+    from s2v.corpus.make import make_corpus
+
+    make_corpus(tmp_path, seen=1, unseen=1, sentences=2, emotions=("ANG", "NEU", "SAD"), seed=0, workers=1,
+                size=64, progress=False)
+    for wav in sorted((tiny_corpus / "AudioWAV").glob("*.wav")):
+        again = tmp_path / "AudioWAV" / wav.name
+        assert hashlib.sha1(wav.read_bytes()).digest() == hashlib.sha1(again.read_bytes()).digest()
+        a, _ = read_video(tiny_corpus / "VideoFlash" / (wav.stem + ".flv"))
+        b, _ = read_video(tmp_path / "VideoFlash" / (wav.stem + ".flv"))
+        assert np.array_equal(a, b)
+    assert (tiny_corpus / "actors.json").read_text() == (tmp_path / "actors.json").read_text()
+
+
+def test_other_seed_differs():
+    a, b = make_actors(2, 0, seed=0), make_actors(2, 0, seed=1)
+    assert a[0].voice != b[0].voice and a[0].face != b[0].face
+
+
+def test_lower_face_moves_with_speech_energy(tiny_corpus):
+    """Per frame, the lower face's change from the closed-mouth still follows the audio's RMS."""
+    corrs = []
+    for flv in sorted((tiny_corpus / "VideoFlash").glob("*.flv")):
+        frames, fps = read_video(flv)
+        audio = load_audio(tiny_corpus / "AudioWAV" / (flv.stem + ".wav"))
+        rms = frame_rms(audio, int(fps), len(frames))
+        lower = frames[:, 38:56, 20:44].astype(np.float32)  # mouth and chin of a 64 px face
+        upper = frames[:, 14:30, 14:50].astype(np.float32)  # eyes and brows: no speech in them
+        still = cv2.imread(str(tiny_corpus / "Stills" / f"{flv.stem.split('_')[0]}.png"))[..., ::-1]
+        move_low = np.abs(lower - still[38:56, 20:44]).mean(axis=(1, 2, 3))
+        move_up = np.abs(upper - still[14:30, 14:50]).mean(axis=(1, 2, 3))
+        corrs.append((np.corrcoef(rms, move_low)[0, 1], np.corrcoef(rms, move_up)[0, 1]))
+    low, up = np.array(corrs).mean(0)
+    assert low > 0.5, f"lower face vs RMS correlation {low:.2f}"
+    assert low > up + 0.2, f"the upper face moves with speech as much as the lower ({up:.2f} vs {low:.2f})"
+
+
+def test_mouth_closed_in_silence_and_open_on_vowels():
+    actor = make_actors(1, 0, seed=3)[0]
+    spec = ClipSpec(actor, "TAI", "NEU", "XX", 3)
+    audio, phonemes = synth_speech(spec)
+    from s2v.corpus.motion import mouth_track
+
+    n = int(len(audio) / SAMPLE_RATE * 30)
+    mouths, names = mouth_track(phonemes, audio, 30, n)
+    opening = np.array([m.open for m in mouths])
+    assert opening[:3].max() < 0.05 and opening[-3:].max() < 0.05  # leading and trailing silence
+    assert opening.max() > 0.4
+    assert {"A", "E", "I"} & set(names) and "sil" in names
+    assert viseme("'a") == "A" and viseme("m") == "PBM" and viseme("f") == "FV" and viseme("_:") == "sil"
+    assert phonemes == sorted(phonemes, key=lambda p: p[1])
+
+
+def test_emotion_in_the_voice():
+    """Angry speech is louder and sad speech slower than neutral speech of the same actor."""
+    actor = make_actors(1, 0, seed=5)[0]
+    get = lambda e: synth_speech(ClipSpec(actor, "TIE", e, "XX", 5))[0]
+    neu, ang, sad = get("NEU"), get("ANG"), get("SAD")
+    loud = lambda x: np.sqrt(np.mean(x[np.abs(x) > 0.01] ** 2))
+    assert loud(ang) > 1.2 * loud(neu)
+    assert len(sad) > 1.1 * len(neu)
+
+
+def test_voices_differ_between_actors():
+    """Two actors saying the same sentence have different pitch (the voice carries identity)."""
+    a, b = make_actors(2, 0, seed=0)
+    assert a.sex != b.sex
+    pa = a.voice.variant.pitch_base_hz
+    pb = b.voice.variant.pitch_base_hz
+    assert (pa < pb) == (a.sex == "Male")
+
+
+def test_faces_pool_and_sheet(tmp_path, tiny_corpus):
+    assert corpus_main(["faces", "--out", str(tmp_path / "faces"), "--identities", "3", "--per-identity", "7",
+                        "--size", "48", "--workers", "1"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "faces" / "labels.csv")))
+    assert len(rows) == 21 and {r["emotion"] for r in rows} == {"ANG", "DIS", "FEA", "HAP", "NEU", "SAD"}
+    assert {"identity", "emotion", "sex", "age_group", "viseme"} <= set(rows[0])
+    ids = {int(r["identity"]) for r in rows}
+    corpus_ids = {a["id"] for a in json.loads((tiny_corpus / "actors.json").read_text())["actors"]}
+    assert len(ids) == 3 and not ids & corpus_ids
+    img = cv2.imread(str(tmp_path / "faces" / rows[0]["file"]))
+    assert img.shape == (48, 48, 3)
+    assert corpus_main(["sheet", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "sheet.png")]) == 0
+    sheet = cv2.imread(str(tmp_path / "sheet.png"))
+    assert sheet.shape[0] > 2 * 64 and sheet.std() > 10
+
+
+def test_make_resumes_and_rejects_bad_options(tmp_path, capsys):
+    args = ["make", "--out", str(tmp_path), "--seen", "1", "--unseen", "0", "--sentences", "1",
+            "--emotions", "NEU", "--size", "48", "--workers", "1"]
+    assert corpus_main(args) == 0
+    wav = next((tmp_path / "AudioWAV").glob("*.wav"))
+    mtime = wav.stat().st_mtime_ns
+    assert corpus_main(args) == 0
+    assert wav.stat().st_mtime_ns == mtime  # finished clips are kept, not redone
+    with pytest.raises(SystemExit):
+        corpus_main(["make", "--out", str(tmp_path), "--emotions", "XYZ"])
+    assert corpus_main(["make", "--out", str(tmp_path), "--sentences", "13"]) == 2
+    assert "sentences" in capsys.readouterr().err
+    assert len(SENTENCES) == 12
