@@ -1,4 +1,4 @@
-"""Command line of the corpus tools: `python -m s2v.corpus {make,faces,sheet} ...`."""
+"""Command line of the corpus tools: `python -m s2v.corpus {make,faces,prepare,sheet} ...`."""
 from __future__ import annotations
 
 import argparse
@@ -38,6 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--workers", type=int, default=None)
 
+    r = sub.add_parser("prepare", help="raw clips (CREMA-D layout or VoxCeleb2) -> training shards")
+    r.add_argument("--dataset", required=True, choices=("crema-d", "voxceleb2"))
+    r.add_argument("--root", required=True, help="the dataset folder")
+    r.add_argument("--out", required=True, help="output folder of shards (resumable)")
+    r.add_argument("--size", type=int, default=64, help="face crop side in pixels")
+    r.add_argument("--crop", default="auto", choices=("auto", "detect", "center", "none"),
+                   help="auto: center for the synthetic corpus, detect otherwise")
+    r.add_argument("--workers", type=int, default=None)
+    r.add_argument("--shard", default=None, help="I/N: this process does shards k with k %% N == I")
+    r.add_argument("--holdout-actors", default="", help="comma list of actor ids held out whole (unseen)")
+    r.add_argument("--clips-per-shard", type=int, default=64)
+    r.add_argument("--seed", type=int, default=0, help="seed of the 70/15/15 split")
+
     s = sub.add_parser("sheet", help="contact sheet of a corpus: actors x emotions, and a mouth sequence")
     s.add_argument("--corpus", required=True)
     s.add_argument("--out", required=True, help="PNG path")
@@ -50,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
 
             summary = make_corpus(args.out, args.seen, args.unseen, args.sentences, args.emotions, args.seed,
                                   args.workers, args.size)
+        elif args.cmd == "prepare":
+            from .prepare import prepare
+
+            hold = [a.strip() for a in args.holdout_actors.split(",") if a.strip()]
+            summary = prepare(args.dataset, args.root, args.out, args.size, args.crop, args.workers, args.shard,
+                              hold, args.clips_per_shard, args.seed)
+            summary.pop("skipped_clips", None)
         elif args.cmd == "faces":
             from .faces import make_faces
 

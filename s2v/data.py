@@ -1,0 +1,134 @@
+"""Datasets over prepared shards (`python -m s2v.corpus prepare`).
+
+The shards are memory-mapped, opened lazily in each DataLoader worker, so nothing is loaded whole
+and many workers share the page cache. `ClipDataset` yields whole clips; `FrameDataset` yields
+single frames with the audio around them (shuffle it for random frames).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .audio import SAMPLE_RATE, frame_to_sample
+from .corpus.actors import EMOTIONS
+
+
+class Prepared:
+    """Read access to a prepared folder: the index, clips' frames and audio, actors' stills."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        path = self.root / "index.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: run `python -m s2v.corpus prepare` (all shards) first")
+        self.index = json.loads(path.read_text())
+        self.clips: list[dict] = self.index["clips"]
+        self.actors: list[str] = sorted(self.index["actors"], key=lambda a: self.index["actors"][a]["index"])
+        self.actor_index = {a: i for i, a in enumerate(self.actors)}
+        self.size: int = self.index["size"]
+        self._mm: dict[str, np.ndarray] = {}
+        self._pid = None
+
+    def _open(self, name: str) -> np.ndarray:
+        """Memory map of `name`.npy, opened once per process (a forked worker opens its own)."""
+        if self._pid != os.getpid():
+            self._mm, self._pid = {}, os.getpid()
+        if name not in self._mm:
+            self._mm[name] = np.load(self.root / f"{name}.npy", mmap_mode="r")
+        return self._mm[name]
+
+    def _map(self, shard: int, kind: str) -> np.ndarray:
+        return self._open(f"shard-{shard:05d}.{kind}")
+
+    def split(self, split: str | tuple[str, ...]) -> list[int]:
+        """Indices of the clips in `split` (train, val, test, unseen, or several)."""
+        splits = (split,) if isinstance(split, str) else tuple(split)
+        return [i for i, c in enumerate(self.clips) if c["split"] in splits]
+
+    def frames(self, i: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """(T, H, W, 3) uint8 frames of clip i (a view of the memory map)."""
+        c = self.clips[i]
+        stop = c["n_frames"] if stop is None else min(stop, c["n_frames"])
+        return self._map(c["shard"], "frames")[c["frame_start"] + start: c["frame_start"] + stop]
+
+    def audio(self, i: int) -> np.ndarray:
+        """(N,) float32 audio of clip i at 16 kHz, exactly as long as its frames."""
+        c = self.clips[i]
+        raw = self._map(c["shard"], "audio")[c["audio_start"]: c["audio_start"] + c["n_samples"]]
+        return raw.astype(np.float32) / 32768.0
+
+    def still(self, actor: str) -> np.ndarray:
+        """(H, W, 3) uint8 still of `actor`."""
+        return np.array(self._open("stills")[self.actor_index[actor]])
+
+    def labels(self, i: int) -> dict:
+        c = self.clips[i]
+        return {"actor": self.actor_index[c["actor"]],
+                "emotion": EMOTIONS.index(c["emotion"]) if c["emotion"] in EMOTIONS else -1}
+
+
+class ClipDataset(Dataset):
+    """Whole clips: audio (N,), frames (T, H, W, 3) uint8, still (H, W, 3) uint8, labels.
+
+    `max_frames` takes a random window of that many frames (with its audio) from longer clips.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str | tuple[str, ...] = "train",
+                 max_frames: int | None = None, seed: int = 0):
+        self.data = Prepared(root)
+        self.ids = self.data.split(split)
+        self.max_frames = max_frames
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, k: int) -> dict:
+        i = self.ids[k]
+        c = self.data.clips[i]
+        start, stop = 0, c["n_frames"]
+        if self.max_frames and c["n_frames"] > self.max_frames:
+            start = int(self.rng.integers(0, c["n_frames"] - self.max_frames + 1))
+            stop = start + self.max_frames
+        audio = self.data.audio(i)[frame_to_sample(start, c["fps"]): frame_to_sample(stop, c["fps"])]
+        return {"audio": torch.from_numpy(np.ascontiguousarray(audio)),
+                "frames": torch.from_numpy(np.array(self.data.frames(i, start, stop))),
+                "still": torch.from_numpy(self.data.still(c["actor"])),
+                "fps": c["fps"], "start": start, "clip": i, "id": c["id"], **self.data.labels(i)}
+
+
+class FrameDataset(Dataset):
+    """Single frames with the audio context around them.
+
+    Item: frame (H, W, 3) uint8, audio (2 * context samples) centred on the frame's centre
+    (zero-padded at the clip's ends), the frame's index t in its clip, the clip's index, labels.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str | tuple[str, ...] = "train", context: float = 0.2):
+        self.data = Prepared(root)
+        self.ids = self.data.split(split)
+        lengths = np.array([self.data.clips[i]["n_frames"] for i in self.ids], np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
+        self.half = int(round(context * SAMPLE_RATE))
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, k: int) -> dict:
+        j = int(np.searchsorted(self.offsets, k, side="right")) - 1
+        i, t = self.ids[j], int(k - self.offsets[j])
+        c = self.data.clips[i]
+        audio = self.data.audio(i)
+        centre = (2 * t + 1) * SAMPLE_RATE // (2 * c["fps"])
+        lo, hi = centre - self.half, centre + self.half
+        window = np.zeros(2 * self.half, np.float32)
+        a, b = max(lo, 0), min(hi, audio.size)
+        window[a - lo: b - lo] = audio[a:b]
+        return {"frame": torch.from_numpy(np.array(self.data.frames(i, t, t + 1)[0])),
+                "audio": torch.from_numpy(window), "t": t, "clip": i,
+                "still": torch.from_numpy(self.data.still(c["actor"])), **self.data.labels(i)}
