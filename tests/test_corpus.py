@@ -163,3 +163,11 @@ def test_make_resumes_and_rejects_bad_options(tmp_path, capsys):
     assert corpus_main(["make", "--out", str(tmp_path), "--sentences", "13"]) == 2
     assert "sentences" in capsys.readouterr().err
     assert len(SENTENCES) == 12
+
+
+def test_probe_runs_on_the_tiny_corpus(tiny_corpus, capsys):
+    assert corpus_main(["probe", "--corpus", str(tiny_corpus)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["clips"] == 12
+    for key in ("speaker_top1_seen_test", "emotion_seen_test", "sex_unseen"):
+        assert 0.0 <= out[key] <= 1.0

@@ -1,4 +1,4 @@
-"""Command line of the corpus tools: `python -m s2v.corpus {make,faces,prepare,sheet} ...`."""
+"""Command line of the corpus tools: `python -m s2v.corpus {make,faces,prepare,probe,sheet} ...`."""
 from __future__ import annotations
 
 import argparse
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--clips-per-shard", type=int, default=64)
     r.add_argument("--seed", type=int, default=0, help="seed of the 70/15/15 split")
 
+    q = sub.add_parser("probe", help="linear probes: speaker, emotion, sex, age from simple audio features")
+    q.add_argument("--corpus", required=True)
+
     s = sub.add_parser("sheet", help="contact sheet of a corpus: actors x emotions, and a mouth sequence")
     s.add_argument("--corpus", required=True)
     s.add_argument("--out", required=True, help="PNG path")
@@ -70,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             summary = prepare(args.dataset, args.root, args.out, args.size, args.crop, args.workers, args.shard,
                               hold, args.clips_per_shard, args.seed)
             summary.pop("skipped_clips", None)
+        elif args.cmd == "probe":
+            from .probe import probe
+
+            summary = probe(args.corpus)
         elif args.cmd == "faces":
             from .faces import make_faces
 
