@@ -98,6 +98,18 @@ def test_split_work_across_processes(tiny_corpus, tmp_path):
     assert len(data.clips) == 12 and {c["actor"] for c in data.clips if c["split"] == "unseen"} == {"1001", "1002"}
 
 
+def test_shard_auto_reads_the_launcher_rank(monkeypatch):
+    from s2v.corpus.prepare import _parse_shard
+
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert _parse_shard("auto") == (2, 4) and _parse_shard("1/3") == (1, 3) and _parse_shard(None) == (0, 1)
+    with pytest.raises(ValueError, match="I/N"):
+        _parse_shard("x")
+    with pytest.raises(ValueError):
+        _parse_shard("3/3")
+
+
 def test_voxceleb2_layout(tiny_corpus, tmp_path):
     """mp4 at 25 fps with the audio inside, <split>/mp4/<id>/<video>/<n>.mp4; test ids are unseen."""
     flvs = sorted((tiny_corpus / "VideoFlash").glob("*.flv"))[:4]

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--crop", default="auto", choices=("auto", "detect", "center", "none"),
                    help="auto: center for the synthetic corpus, detect otherwise")
     r.add_argument("--workers", type=int, default=None)
-    r.add_argument("--shard", default=None, help="I/N: this process does shards k with k %% N == I")
+    r.add_argument("--shard", default=None, help="I/N: this process does shards k with k %% N == I; 'auto': from RANK/WORLD_SIZE "
+                   "(accelerate launch, torchrun)")
     r.add_argument("--holdout-actors", default="", help="comma list of actor ids held out whole (unseen)")
     r.add_argument("--clips-per-shard", type=int, default=64)
     r.add_argument("--seed", type=int, default=0, help="seed of the 70/15/15 split")

@@ -94,8 +94,11 @@ def _process_shard(args) -> dict:
 
 
 def _parse_shard(text: str | None) -> tuple[int, int]:
+    """'I/N' -> (I, N); 'auto' takes RANK / WORLD_SIZE as set by `accelerate launch` or torchrun."""
     if not text:
         return 0, 1
+    if text == "auto":
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
