@@ -184,3 +184,24 @@ def test_teachers_learn(tmp_path):
     emo = [s.value for s in ev.Scalars("loss/emotion")]
     assert len(ident) == 40 and np.all(np.isfinite(emo))
     assert np.mean(ident[-8:]) < 0.8 * np.mean(ident[:8]), f"identity loss did not go down: {ident}"
+
+
+def test_hub_unreachable_warns_once_and_keeps_training(tmp_path):
+    """--push-to-hub with no reachable Hub: one warning, training finishes, every file stays local."""
+    import os
+
+    from s2v.corpus.faces import make_faces
+
+    pool = tmp_path / "faces"
+    make_faces(pool, identities=4, per_identity=6, size=32, workers=1, progress=False)
+    out = tmp_path / "run"
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_dummy", "PYTHONWARNINGS": "default"}
+    r = subprocess.run([sys.executable, str(ROOT / "train" / "teachers.py"), "--data", str(pool), "--output-dir",
+                        str(out), "--max-steps", "3", "--checkpointing-steps", "1", "--holdout-identities", "1",
+                        "--image-size", "32", "--batch-size", "8", "--num-workers", "0", "--width", "0.5",
+                        "--push-to-hub", "--hub-model-id", "someone/s2v-test"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.count("Hub push to someone/s2v-test failed") == 1
+    assert (out / "identity" / "model.safetensors").exists() and (out / "metrics.json").exists()
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]  # limit 2

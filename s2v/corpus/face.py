@@ -151,7 +151,7 @@ class FaceRenderer:
         # cheeks: blush and the cheek raise of a smile
         blush = _mix(skin, (0.85, 0.35, 0.35), 0.12 + 0.15 * max(e.cheek, 0) + (0.05 if f.lashes > 0.55 else 0))
         for sgn in (-1, 1):
-            self._soft_ellipse(img, sgn * 0.55 * self.a, 0.22 * self.b - 0.05 * e.cheek, 0.22, 0.14, blush, 0.6)
+            self._soft_ellipse(img, sgn * 0.55 * self.a, 0.22 * self.b - 0.08 * e.cheek, 0.22, 0.14, blush, 0.6)
         self._wrinkles(img)
         self._eyes(img, openness=e.eye_open)
         self._brows(img, hair)
@@ -218,10 +218,10 @@ class FaceRenderer:
         for sgn in (-1, 1):
             ex = sgn * f.eye_spacing * self.a * 1.02
             s = np.linspace(0, 1, 20)  # 0 inner end, 1 outer end
-            xs = ex + sgn * (-0.2 + 0.46 * s) * f.eye_size - sgn * 0.03 * min(e.brow_inner, 0)
-            base = self.eye_y - 0.2 * f.eye_size - 0.07 * e.brow_raise
+            xs = ex + sgn * (-0.2 + 0.46 * s) * f.eye_size - sgn * 0.05 * min(e.brow_inner, 0)
+            base = self.eye_y - 0.2 * f.eye_size - 0.13 * e.brow_raise  # CREMA-D's expressions are big
             arch = -f.brow_arch * 0.08 * np.sin(np.pi * s ** 0.8)
-            inner = -0.08 * e.brow_inner * (1 - s) ** 1.5
+            inner = -0.15 * e.brow_inner * (1 - s) ** 1.5
             ys = base + arch + inner + 0.03 * s
             th = 0.03 * f.brow_thick * (1.2 - 0.6 * s)
             self._poly(img, np.concatenate([xs, xs[::-1]]), np.concatenate([ys - th, (ys + th * 0.6)[::-1]]), color)
@@ -346,9 +346,9 @@ class FaceRenderer:
         tu, tl = 0.045 * f.lip_full, 0.06 * f.lip_full * (1 + 0.3 * max(-m.width, 0))
         s = np.linspace(-1, 1, 41)
         env = (1 - s ** 2)
-        lift = 0.07 * e.smile * s ** 2  # corners up with a smile, down in sadness
+        lift = 0.12 * e.smile * s ** 2  # corners up with a smile, down in sadness
         y0 = self.mouth_y + 0.02 - 0.02 * e.lip_raise
-        up_in = y0 - opening * 0.25 * env ** 0.5 - lift - 0.03 * e.lip_raise * env
+        up_in = y0 - opening * 0.25 * env ** 0.5 - lift - 0.05 * e.lip_raise * env
         lo_in = y0 + opening * 0.75 * env ** (0.5 + 0.3 * max(-m.width, 0)) - lift
         cupid = 1 - 0.25 * np.exp(-(s / 0.14) ** 2)
         up_out = up_in - tu * env ** 0.5 * cupid
