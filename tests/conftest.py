@@ -23,3 +23,35 @@ def tiny_corpus(tmp_path_factory) -> Path:
 def speech_wav(tiny_corpus) -> Path:
     """A real speech recording (synthesised by the corpus maker)."""
     return sorted((tiny_corpus / "AudioWAV").glob("*.wav"))[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_prep(tiny_corpus, tmp_path_factory) -> Path:
+    """The tiny corpus prepared at 32 px, with teacher targets from small untrained teachers."""
+    from s2v.corpus.prepare import prepare
+    from s2v.targets import write_targets
+    from s2v.teachers import EmotionConfig, EmotionTeacher, IdentityConfig, IdentityTeacher
+
+    root = tmp_path_factory.mktemp("tiny")
+    prep, teachers = root / "prep", root / "teachers"
+    prepare("crema-d", tiny_corpus, prep, size=32, workers=1, progress=False)
+    import torch
+
+    torch.manual_seed(0)
+    IdentityTeacher(IdentityConfig(blocks=((8, 8), (8, 8), (16, 16), (16, 16)), fc=32, num_classes=4,
+                                   image_size=32)).save_pretrained(teachers / "identity")
+    EmotionTeacher(EmotionConfig(stem=8, widths=(4, 4, 8, 8), image_size=32)).save_pretrained(teachers / "emotion")
+    write_targets(prep, teachers, k=4, progress=False, device="cpu")
+    return prep
+
+
+def read_scalars(logdir: Path, tag: str) -> list[float]:
+    """Values of a tensorboard scalar written anywhere under `logdir`."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for e in sorted(Path(logdir).rglob("events.out.tfevents.*")):
+        ev = EventAccumulator(str(e.parent))
+        ev.Reload()
+        if tag in ev.Tags()["scalars"]:
+            return [s.value for s in ev.Scalars(tag)]
+    raise AssertionError(f"no scalar {tag!r} under {logdir}")

@@ -1,0 +1,57 @@
+"""The gallery of seen actors: who a voice "recalls". Each entry: actor id, still image, sex, age
+group, and the mean ν* (T_id embedding of the first frame) over the actor's training clips."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Gallery:
+    ids: list[str]
+    embeddings: np.ndarray  # (A, D) mean ν* per actor
+    stills: np.ndarray  # (A, H, W, 3) uint8
+    actors: dict[str, dict]  # id -> {sex, age_group, ...}
+
+    @classmethod
+    def build(cls, data, targets: dict) -> "Gallery":
+        """From a `Prepared` dataset and its teacher targets: the actors with training clips."""
+        train = data.split("train")
+        ids = sorted({data.clips[i]["actor"] for i in train}, key=str)
+        emb = np.stack([targets["nu_star"][[i for i in train if data.clips[i]["actor"] == a]].mean(0) for a in ids])
+        stills = np.stack([data.still(a) for a in ids])
+        info = {a: {"sex": data.index["actors"][a].get("sex", ""),
+                    "age_group": data.index["actors"][a].get("age_group", ""),
+                    "age": data.index["actors"][a].get("age", 0)} for a in ids}
+        return cls(ids, emb.astype(np.float32), stills, info)
+
+    def similarity(self, nu: np.ndarray) -> np.ndarray:
+        """(B, A) cosine similarity of each ν to each actor's mean ν*."""
+        a = nu / (np.linalg.norm(nu, axis=-1, keepdims=True) + 1e-8)
+        g = self.embeddings / (np.linalg.norm(self.embeddings, axis=-1, keepdims=True) + 1e-8)
+        return a @ g.T
+
+    def nearest(self, nu: np.ndarray) -> np.ndarray:
+        """(B,) the id of the nearest seen actor for each ν."""
+        return np.array(self.ids)[np.argmax(self.similarity(np.atleast_2d(nu)), 1)]
+
+    def save(self, directory: str | os.PathLike) -> None:
+        from safetensors.numpy import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        save_file({"embeddings": self.embeddings, "stills": self.stills}, str(d / "gallery.safetensors"))
+        (d / "gallery.json").write_text(json.dumps({"ids": self.ids, "actors": self.actors}, indent=1))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "Gallery":
+        from safetensors.numpy import load_file
+
+        d = Path(directory)
+        meta = json.loads((d / "gallery.json").read_text())
+        arrays = load_file(str(d / "gallery.safetensors"))
+        return cls(meta["ids"], arrays["embeddings"], arrays["stills"], meta["actors"])

@@ -1,0 +1,172 @@
+"""Stage 1: CPC (shapes, causality, InfoNCE, CPC_audio import), students and eq. 2-3, the trainers."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import read_scalars
+from s2v.cpc import CPC, CPCConfig, import_cpc_audio
+from s2v.students import LAMBDA, Students, StudentsConfig, l_distill, stage1_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cpc_shapes_and_causality():
+    torch.manual_seed(0)
+    m = CPC(CPCConfig(hidden_encoder=32, hidden_ar=24, n_negatives=8)).eval()
+    wav = torch.randn(2, 16000)
+    c, z = m(wav)
+    assert z.shape == (2, 100, 32) and c.shape == (2, 100, 24)  # one frame per 10 ms
+    # c_t depends only on the past: changing the last 0.3 s leaves the first 0.6 s of c unchanged
+    wav2 = wav.clone()
+    wav2[:, 11200:] = torch.randn(2, 4800)
+    c2, _ = m(wav2)
+    assert torch.allclose(c[:, :60], c2[:, :60], atol=1e-5) and not torch.allclose(c[:, -5:], c2[:, -5:])
+    loss, acc = m.loss(c, z)
+    assert loss.ndim == 0 and acc.shape == (12,) and ((0 <= acc) & (acc <= 1)).all()
+    with pytest.raises(ValueError, match="more than 12"):
+        m.loss(c[:, :12], z[:, :12])
+    assert CPC(CPCConfig(ar_mode="GRU", hidden_encoder=16, hidden_ar=16))(torch.randn(1, 3200))[0].shape == (1, 20, 16)
+
+
+def _cpc_audio_checkpoint(hidden_enc: int, hidden_ar: int, mode: str) -> dict:
+    """A CPC_audio-style checkpoint: {'weights': gEncoder.* and gAR.*, 'config': its args}."""
+    w = {}
+    c_in = 1
+    for i, k in enumerate((10, 8, 4, 4, 4)):
+        w[f"gEncoder.conv{i}.weight"] = torch.randn(hidden_enc, c_in, k) * 0.05
+        w[f"gEncoder.conv{i}.bias"] = torch.zeros(hidden_enc)
+        w[f"gEncoder.batchNorm{i}.weight"] = torch.ones(1, hidden_enc, 1)
+        w[f"gEncoder.batchNorm{i}.bias"] = torch.zeros(1, hidden_enc, 1)
+        c_in = hidden_enc
+    gates = 4 if mode == "LSTM" else 3
+    w["gAR.baseNet.weight_ih_l0"] = torch.randn(gates * hidden_ar, hidden_enc) * 0.05
+    w["gAR.baseNet.weight_hh_l0"] = torch.randn(gates * hidden_ar, hidden_ar) * 0.05
+    w["gAR.baseNet.bias_ih_l0"] = torch.zeros(gates * hidden_ar)
+    w["gAR.baseNet.bias_hh_l0"] = torch.zeros(gates * hidden_ar)
+    w["cpcCriterion.wPrediction.0.predictor.weight"] = torch.zeros(hidden_enc, hidden_ar)  # not ours: ignored
+    return {"weights": {k: v for k, v in w.items() if not k.startswith("cpcCriterion")},
+            "config": {"hiddenEncoder": hidden_enc, "hiddenGar": hidden_ar, "arMode": mode, "nLevelsGRU": 1,
+                       "normMode": "layerNorm", "nPredicts": 12, "negativeSamplingExt": 128}}
+
+
+@pytest.mark.parametrize("mode,h_enc,h_ar", [("LSTM", 256, 256), ("GRU", 64, 48)])
+def test_import_cpc_audio(tmp_path, mode, h_enc, h_ar):
+    ckpt = _cpc_audio_checkpoint(h_enc, h_ar, mode)
+    path = tmp_path / "cpc.pt"
+    torch.save(ckpt, path)
+    m = import_cpc_audio(path)
+    assert m.config.hidden_encoder == h_enc and m.config.hidden_ar == h_ar and m.config.ar_mode == mode
+    for k, v in ckpt["weights"].items():
+        assert torch.equal(m.state_dict()[k], v)
+    c, z = m(torch.randn(1, 8000))
+    assert c.shape == (1, 50, h_ar) and z.shape == (1, 50, h_enc)
+    ckpt["config"]["normMode"] = "batchNorm"
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match="layerNorm"):
+        import_cpc_audio(path)
+
+
+def test_distill_loss_as_written():
+    x = torch.tensor([[0.0, 0.0]])
+    y = torch.tensor([[0.0, math.log(3.0)]])  # softmax(y) = (1/4, 3/4)
+    expected = -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))
+    assert l_distill(x, y).item() == pytest.approx(expected, rel=1e-6)
+    # not symmetric: the student's softmax weights the teacher's log-probabilities
+    assert l_distill(y, x).item() == pytest.approx(math.log(2.0), rel=1e-6)
+    mu, nu = torch.randn(4, 6), torch.randn(4, 32)
+    t = stage1_loss(mu, mu * 2, nu, nu * 3)  # same directions: the normalised terms vanish
+    assert LAMBDA == 0.025 and t["emo_norm"].item() < 1e-10 and t["id_norm"].item() < 1e-10
+    t = stage1_loss(mu, -mu, nu, -nu)  # opposite directions: ||a - b||^2 = 4
+    assert t["emo_norm"].item() == pytest.approx(4 * LAMBDA, rel=1e-5)
+    assert t["total"].item() == pytest.approx(sum(v.item() for k, v in t.items() if k != "total"), rel=1e-6)
+
+
+def test_students_read_c_T_or_the_mean():
+    s = Students(StudentsConfig(in_dim=4, id_dim=5, emo_dim=6, hidden=8)).eval()
+    c = torch.arange(2 * 5 * 4, dtype=torch.float32).view(2, 5, 4)
+    lengths = torch.tensor([5, 3])
+    assert torch.equal(s.omega(c, lengths), torch.stack([c[0, 4], c[1, 2]]))
+    mean = Students(StudentsConfig(in_dim=4, pool="mean"))
+    assert torch.allclose(mean.omega(c, lengths)[1], c[1, :3].mean(0))
+    nu, mu = s(c, lengths)
+    assert nu.shape == (2, 5) and mu.shape == (2, 6)
+
+
+def _launch(script: str, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+           str(ROOT / "train" / script), *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_cpc_trainer_two_steps_and_resume(tiny_prep, tmp_path):
+    out = tmp_path / "cpc"
+    base = ["--data", str(tiny_prep), "--output-dir", str(out), "--batch-size", "4", "--hidden", "32",
+            "--negatives", "8", "--num-workers", "0", "--checkpointing-steps", "2"]
+    r = _launch("cpc.py", *base, "--max-steps", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 2 and 0 <= m["cpc_accuracy_val"] <= 1 and 0 <= m["speaker_probe_top1_test"] <= 1
+    r = _launch("cpc.py", *base, "--max-steps", "3", "--resume-from-checkpoint", "latest")
+    assert r.returncode == 0 and "at step 2" in r.stdout + r.stderr
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 3
+    assert CPC.from_pretrained(out).config.hidden_encoder == 32
+
+
+@pytest.fixture(scope="module")
+def tiny_cpc(tiny_prep, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cpc")
+    torch.manual_seed(0)
+    CPC(CPCConfig(hidden_encoder=32, hidden_ar=32, n_negatives=8)).save_pretrained(out)
+    return out
+
+
+def test_stage1_two_steps_resume_and_outputs(tiny_prep, tiny_cpc, tmp_path):
+    out = tmp_path / "s1"
+    teachers = tiny_prep.parent / "teachers"
+    base = ["--data", str(tiny_prep), "--cpc", str(tiny_cpc), "--teachers", str(teachers), "--output-dir", str(out),
+            "--batch-size", "4", "--checkpointing-steps", "2", "--num-workers", "0"]
+    r = _launch("stage1.py", *base, "--max-steps", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    for part in ("cpc/model.safetensors", "students/model.safetensors", "gallery/gallery.json", "metrics.json",
+                 "README.md", "checkpoint-2/s2v_step.json"):
+        assert (out / part).exists(), part
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"identity_top1_seen_test", "unseen_sex_agreement"} <= set(m) or {"unseen_sex_agreement"} <= set(m)
+    r = _launch("stage1.py", *base, "--max-steps", "4", "--resume-from-checkpoint", "latest")
+    assert r.returncode == 0 and "at step 2" in r.stdout + r.stderr
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+    from s2v.gallery import Gallery
+
+    g = Gallery.load(out / "gallery")
+    assert g.ids == ["1001"] and g.stills.shape == (1, 32, 32, 3)  # 1002 is unseen: not in the gallery
+    assert g.nearest(g.embeddings)[0] == "1001"
+
+
+def test_stage1_loss_goes_down(tiny_prep, tiny_cpc, tmp_path):
+    sys.path.insert(0, str(ROOT / "train"))
+    import importlib
+
+    stage1 = importlib.import_module("stage1")
+    args = stage1.parse_args(["--data", str(tiny_prep), "--cpc", str(tiny_cpc), "--teachers",
+                              str(tiny_prep.parent / "teachers"), "--output-dir", str(tmp_path / "o"),
+                              "--max-steps", "40", "--batch-size", "4", "--logging-steps", "1",
+                              "--report-to", "tensorboard", "--checkpointing-steps", "1000"])
+    stage1.main(args)
+    loss = read_scalars(tmp_path / "o" / "logs", "loss/total")
+    # eq. 3 as written has a floor: -max_i log softmax(y)_i, reached when the student puts all its
+    # mass on the teacher's top class. The gap to that floor must shrink by more than half.
+    from s2v.data import Prepared
+    from s2v.targets import load_targets
+
+    t, train = load_targets(tiny_prep), Prepared(tiny_prep).split("train")
+    floor = sum(float(-torch.log_softmax(torch.from_numpy(t[k][train]), -1).max(-1).values.mean())
+                for k in ("nu_star", "mu_star"))
+    assert len(loss) == 40 and np.mean(loss[-8:]) - floor < 0.5 * (np.mean(loss[:8]) - floor), (floor, loss)

@@ -1,0 +1,211 @@
+"""Stage 1: distil the identity (ν) and emotion (μ) students from the face teachers (eq. 1-3).
+
+    accelerate launch train/stage1.py --data data/prep64 --cpc runs/cpc --teachers runs/teachers \
+        --output-dir runs/stage1
+
+The teacher targets (ν* of the first frame, μ* averaged over K frames) come from PREP/targets.npz
+(made here from --teachers if missing). With the CPC frozen (default), ω = c_T of every clip is
+computed once and the students train on it; --finetune-cpc runs the CPC in the loop instead.
+The output holds cpc/, students/, the gallery of seen actors (id, still, sex, age group, mean ν*)
+and metrics.json: on the seen actors' test clips, identity top-1 (the actor whose mean ν* is
+nearest the voice's ν) and emotion accuracy (argmax μ vs the label); on unseen actors, how often
+the nearest seen actor has the same sex and the same age group.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from s2v.audio import CPC_HOP, SAMPLE_RATE  # noqa: E402
+from s2v.corpus.actors import EMOTIONS  # noqa: E402
+from s2v.cpc import CPC  # noqa: E402
+from s2v.data import Prepared  # noqa: E402
+from s2v.gallery import Gallery  # noqa: E402
+from s2v.students import Students, StudentsConfig, stage1_loss  # noqa: E402
+from s2v.targets import load_targets, write_targets  # noqa: E402
+from s2v.training import Run, add_common_args, infinite  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p, max_steps=3000, batch_size=64, lr=1e-3, checkpointing_steps=1000)
+    p.add_argument("--cpc", required=True, help="a CPC folder (train/cpc.py output)")
+    p.add_argument("--teachers", required=True, help="the teachers folder (train/teachers.py output)")
+    p.add_argument("--pool", default="last", choices=("last", "mean"), help="ω = c_T (paper) or mean over t")
+    p.add_argument("--finetune-cpc", action="store_true", help="train the CPC with the students")
+    p.add_argument("--cpc-learning-rate", type=float, default=5e-5)
+    p.add_argument("--max-seconds", type=float, default=6.0, help="audio per clip fed to the CPC")
+    p.add_argument("--k", type=int, default=8, help="frames averaged for μ* when targets are made here")
+    return p.parse_args(argv)
+
+
+class Clips(torch.utils.data.Dataset):
+    """Clip audio (cut to max_seconds) with the clip's teacher targets."""
+
+    def __init__(self, data: Prepared, ids: list[int], targets: dict, max_samples: int):
+        self.data, self.ids, self.t, self.max = data, ids, targets, max_samples
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, k: int):
+        i = self.ids[k]
+        a = self.data.audio(i)[: self.max]
+        return torch.from_numpy(a), torch.from_numpy(self.t["nu_star"][i]), torch.from_numpy(self.t["mu_star"][i]), i
+
+
+def collate(items):
+    """Zero-pad audio to the longest; lengths in CPC frames (c_T is read at each clip's own end)."""
+    wavs, nu, mu, idx = zip(*items)
+    n = max(w.numel() for w in wavs)
+    batch = torch.zeros(len(wavs), n)
+    for j, w in enumerate(wavs):
+        batch[j, : w.numel()] = w
+    lengths = torch.tensor([w.numel() // CPC_HOP for w in wavs])
+    return batch, lengths, torch.stack(nu), torch.stack(mu), torch.tensor(idx)
+
+
+@torch.no_grad()
+def encode_all(cpc: CPC, data: Prepared, ids: list[int], max_samples: int, device, batch: int = 16):
+    """(len(ids), T_max, H) is too big to keep: return per-clip (c_T, mean c) instead."""
+    last, mean = [], []
+    for s in range(0, len(ids), batch):
+        wav, lengths, *_ = collate([(torch.from_numpy(data.audio(i)[:max_samples]), torch.zeros(1), torch.zeros(1), i)
+                                    for i in ids[s:s + batch]])
+        c, _ = cpc(wav.to(device))
+        lengths = lengths.to(device).clamp(1, c.shape[1])
+        last.append(c[torch.arange(len(lengths)), lengths - 1].float().cpu())
+        mask = (torch.arange(c.shape[1], device=device)[None] < lengths[:, None]).float()
+        mean.append(((c * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)).float().cpu())
+    return torch.cat(last), torch.cat(mean)
+
+
+@torch.no_grad()
+def predict(cpc: CPC, students: Students, data: Prepared, ids: list[int], max_samples: int, device):
+    cpc.eval(), students.eval()
+    last, mean = encode_all(cpc, data, ids, max_samples, device)
+    w = (last if students.config.pool == "last" else mean).to(device)
+    nu, mu = students.s_id(w), students.s_emo(w)
+    return nu.cpu().numpy(), mu.cpu().numpy()
+
+
+def report(cpc, students, data: Prepared, gallery: Gallery, max_samples: int, device) -> dict:
+    out = {}
+    test = data.split("test")
+    if test:
+        nu, mu = predict(cpc, students, data, test, max_samples, device)
+        actors = np.array([data.clips[i]["actor"] for i in test])
+        emo = np.array([EMOTIONS.index(data.clips[i]["emotion"]) if data.clips[i]["emotion"] in EMOTIONS else -1
+                        for i in test])
+        nearest = gallery.nearest(nu)
+        out["identity_top1_seen_test"] = round(float(np.mean(nearest == actors)), 4)
+        if (emo >= 0).any():
+            out["emotion_accuracy_seen_test"] = round(float(np.mean(mu.argmax(1)[emo >= 0] == emo[emo >= 0])), 4)
+        out["seen_test_clips"] = len(test)
+    unseen = data.split("unseen")
+    if unseen:
+        nu, _ = predict(cpc, students, data, unseen, max_samples, device)
+        nearest = gallery.nearest(nu)
+        for key in ("sex", "age_group"):
+            truth = np.array([data.index["actors"][data.clips[i]["actor"]].get(key, "") for i in unseen])
+            guess = np.array([gallery.actors[a][key] for a in nearest])
+            if all(truth):
+                out[f"unseen_{key}_agreement"] = round(float(np.mean(truth == guess)), 4)
+        out["unseen_clips"] = len(unseen)
+    return out
+
+
+def main(args) -> dict:
+    run = Run(args, "stage1")
+    acc = run.accelerator
+    data = Prepared(args.data)
+    if not (Path(args.data) / "targets.npz").exists():
+        if run.is_main:
+            write_targets(args.data, args.teachers, k=args.k, device=str(acc.device))
+        acc.wait_for_everyone()
+    targets = load_targets(args.data)
+    max_samples = int(args.max_seconds * SAMPLE_RATE)
+    cpc = CPC.from_pretrained(args.cpc)
+    students = Students(StudentsConfig(in_dim=cpc.dim, id_dim=targets["nu_star"].shape[1],
+                                       emo_dim=targets["mu_star"].shape[1], pool=args.pool))
+    train_ids = data.split("train")
+    groups = [{"params": students.parameters(), "lr": args.learning_rate}]
+    if args.finetune_cpc:
+        groups.append({"params": cpc.parameters(), "lr": args.cpc_learning_rate})
+    else:
+        cpc.eval().requires_grad_(False)
+    opt = torch.optim.AdamW(groups, weight_decay=1e-4)
+    if args.finetune_cpc:  # audio in the loop
+        loader = torch.utils.data.DataLoader(Clips(data, train_ids, targets, max_samples), batch_size=args.batch_size,
+                                             shuffle=True, drop_last=True, collate_fn=collate,
+                                             num_workers=args.num_workers)
+    else:  # ω of every clip once; the students train on those vectors
+        last, mean = encode_all(cpc.to(acc.device), data, train_ids, max_samples, acc.device)
+        w = last if args.pool == "last" else mean
+        ds = torch.utils.data.TensorDataset(w, torch.from_numpy(targets["nu_star"][train_ids]),
+                                            torch.from_numpy(targets["mu_star"][train_ids]))
+        loader = torch.utils.data.DataLoader(ds, batch_size=min(args.batch_size, len(ds)), shuffle=True,
+                                             drop_last=True)
+    students, cpc, opt, loader = acc.prepare(students, cpc, opt, loader)
+    step = run.resume()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=args.max_steps, initial=step, desc="stage 1", disable=not run.is_main)
+    batches = infinite(loader)
+    while step < args.max_steps:
+        if args.finetune_cpc:
+            wav, lengths, nu_star, mu_star, _ = next(batches)
+            with acc.autocast():
+                c, _ = cpc(wav)
+                nu, mu = students(c, lengths.clamp(max=c.shape[1]))
+        else:
+            w, nu_star, mu_star = next(batches)
+            with acc.autocast():
+                nu, mu = students(w)
+        terms = stage1_loss(mu.float(), mu_star, nu.float(), nu_star)
+        opt.zero_grad(set_to_none=True)
+        acc.backward(terms["total"])
+        opt.step()
+        step += 1
+        bar.update()
+        if step % args.logging_steps == 0:
+            bar.set_postfix(loss=f"{terms['total'].item():.4f}")
+            run.log({f"loss/{k}": v.item() for k, v in terms.items()}, step)
+        run.maybe_checkpoint(step)
+    bar.close()
+
+    u_cpc, u_students = acc.unwrap_model(cpc), acc.unwrap_model(students)
+    gallery = Gallery.build(data, targets)
+    metrics = {**report(u_cpc, u_students, data, gallery, max_samples, acc.device), "steps": step,
+               "final_loss": round(float(terms["total"].item()), 5)}
+    acc.print(json.dumps(metrics))
+    run.log({f"eval/{k}": v for k, v in metrics.items()}, step)
+
+    def save(out: Path) -> None:
+        u_cpc.save_pretrained(out / "cpc", card=f"# s2v CPC (stage 1)\n\nFrom {args.cpc}"
+                              f"{', fine-tuned in stage 1' if args.finetune_cpc else ''}.\n")
+        u_students.save_pretrained(out / "students", card="# s2v stage-1 students\n\nS_id and S_emo (eq. 2-3).\n")
+        gallery.save(out / "gallery")
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        settings = {k: v for k, v in vars(args).items()}
+        (out / "stage1.json").write_text(json.dumps({"cpc": str(args.cpc), "teachers": str(args.teachers),
+                                                     "data": str(args.data), "settings": settings}, indent=1))
+        (out / "README.md").write_text(
+            "# s2v stage 1\n\nCPC audio encoder + identity/emotion students distilled from the face teachers "
+            f"(paper eq. 1-3, λ = 0.025), trained on `{args.data}`.\n\n## Metrics\n\n```\n"
+            f"{json.dumps(metrics, indent=1)}\n```\n\n## Limitations\n\nTrained on the synthetic corpus: the "
+            "gallery holds its seen actors only; an unseen voice maps to the nearest seen face.\n")
+
+    run.finish(step, save)
+    return metrics
+
+
+if __name__ == "__main__":
+    main(parse_args())
