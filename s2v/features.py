@@ -1,0 +1,75 @@
+"""Stage-1 features of a prepared dataset, computed once for stage 2 and the evaluation:
+every clip's CPC context sequence c (100 Hz) and the students' ν and μ from the clip's audio.
+
+    cache = AudioFeatures.build(prep, stage1_dir, out_dir)   # or AudioFeatures.load(out_dir)
+    cache.window(i, t, fps, context)  -> (2*context+1, H) c around video frame t of clip i
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE
+from .cpc import CPC
+from .data import Prepared
+from .generator import context_windows
+from .students import Students
+
+
+class AudioFeatures:
+    def __init__(self, c: np.ndarray, offsets: np.ndarray, nu: np.ndarray, mu: np.ndarray):
+        self.c, self.offsets, self.nu, self.mu = c, offsets, nu, mu
+
+    def sequence(self, i: int) -> np.ndarray:
+        """(T_cpc, H) c of clip i."""
+        return self.c[self.offsets[i]:self.offsets[i + 1]]
+
+    def window(self, i: int, t: int, fps: int, context: int) -> np.ndarray:
+        """(2*context+1, H) float32 c around the CPC frame of video frame t (edges repeated)."""
+        seq = torch.from_numpy(np.asarray(self.sequence(i), dtype=np.float32))
+        return context_windows(seq, t + 1, fps, context)[t].numpy()
+
+    @staticmethod
+    @torch.no_grad()
+    def compute(cpc: CPC, students: Students, audio: np.ndarray, device="cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(c (T, H), ν (D,), μ (6,)) of one clip's audio."""
+        c, _ = cpc(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(device))
+        nu, mu = students(c)
+        return c[0].float().cpu().numpy(), nu[0].float().cpu().numpy(), mu[0].float().cpu().numpy()
+
+    @classmethod
+    def build(cls, prep: str | os.PathLike, stage1: str | os.PathLike, out: str | os.PathLike,
+              device: str = "cpu", progress: bool = True) -> "AudioFeatures":
+        from tqdm.auto import tqdm
+
+        out = Path(out)
+        if (out / "features.json").exists():
+            return cls.load(out)
+        data = Prepared(prep)
+        cpc = CPC.from_pretrained(Path(stage1) / "cpc").to(device).eval()
+        students = Students.from_pretrained(Path(stage1) / "students").to(device).eval()
+        seqs, nus, mus = [], [], []
+        for i in tqdm(range(len(data.clips)), desc="stage-1 features", disable=not progress):
+            c, nu, mu = cls.compute(cpc, students, data.audio(i), device)
+            seqs.append(c.astype(np.float16))
+            nus.append(nu)
+            mus.append(mu)
+        offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64)
+        out.mkdir(parents=True, exist_ok=True)
+        np.save(out / "c.npy", np.concatenate(seqs))
+        np.save(out / "offsets.npy", offsets)
+        np.save(out / "nu.npy", np.stack(nus))
+        np.save(out / "mu.npy", np.stack(mus))
+        (out / "features.json").write_text(json.dumps({"prep": str(prep), "stage1": str(stage1),
+                                                       "clips": len(seqs), "sample_rate": SAMPLE_RATE}))
+        return cls.load(out)
+
+    @classmethod
+    def load(cls, out: str | os.PathLike) -> "AudioFeatures":
+        out = Path(out)
+        return cls(np.load(out / "c.npy", mmap_mode="r"), np.load(out / "offsets.npy"), np.load(out / "nu.npy"),
+                   np.load(out / "mu.npy"))

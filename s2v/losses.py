@@ -1,0 +1,63 @@
+"""Stage 2 losses (paper eq. 4-10).
+
+LSGAN with the usual targets, real -> 1 and fake -> 0 (the paper writes real -> 0, fake -> 1; the
+two are the same game with the labels swapped). L_sim is L1 on the upper half of the face (image
+rows 0 .. H/2, nose up); L_grad is L1 between the gradients of Gaussian-smoothed frames.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+REAL, FAKE = 1.0, 0.0
+
+
+def lsgan_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Discriminator side: ½ E[(D(real) - 1)²] + ½ E[D(fake)²]."""
+    return 0.5 * ((real_logits - REAL) ** 2).mean() + 0.5 * ((fake_logits - FAKE) ** 2).mean()
+
+
+def lsgan_g(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Generator side: ½ E[(D(fake) - 1)²]."""
+    return 0.5 * ((fake_logits - REAL) ** 2).mean()
+
+
+def sync_d(in_sync: torch.Tensor, off_sync: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+    """D_sync (eq. 6 with real -> 1): (c_τ, φ_τ) in sync is real; (c_τ', φ_τ) off sync and
+    (c_τ, F(c_τ)) generated are fake, each weighted ½."""
+    return ((in_sync - REAL) ** 2).mean() + 0.5 * ((off_sync - FAKE) ** 2).mean() \
+        + 0.5 * ((generated - FAKE) ** 2).mean()
+
+
+def l_sim(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: mean L1 over the upper half of the frame (rows 0 .. H/2), (B, 3, H, W)."""
+    h = fake.shape[-2] // 2
+    return (fake[..., :h, :] - real[..., :h, :]).abs().mean()
+
+
+def _gauss_kernel(sigma: float, device, dtype) -> torch.Tensor:
+    r = max(1, int(round(2 * sigma)))
+    x = torch.arange(-r, r + 1, device=device, dtype=dtype)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def smooth(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """ψ: a separable Gaussian blur per channel, reflect padding. (B, C, H, W) -> same."""
+    k = _gauss_kernel(sigma, x.device, x.dtype)
+    c, r = x.shape[1], k.numel() // 2
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """∇: forward differences along x and y."""
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+def l_grad(fake: torch.Tensor, real: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Eq. 9: L1 between ∇ψ(F) and ∇ψ(φ)."""
+    fx, fy = gradients(smooth(fake, sigma))
+    rx, ry = gradients(smooth(real, sigma))
+    return (fx - rx).abs().mean() + (fy - ry).abs().mean()

@@ -1,0 +1,225 @@
+"""Stage 2: the adversarial frame generator F(c_t, ν, μ) with D_ID, D_fr and D_sync (eq. 4-10).
+
+    accelerate launch train/stage2.py --data data/prep64 --stage1 runs/stage1 --teachers runs/teachers \
+        --output-dir runs/stage2
+
+c_t comes from the stage-1 CPC and ν, μ from its students, computed once per clip (run folder
+`features/`); the real side of D_ID is T_id's maps of the speaker's still (PREP/targets.npz).
+Per step: one generator update (LSGAN terms of the three discriminators + L_sim + L_grad), then one
+update of each discriminator. RMSProp with G 3e-4, D_ID 3e-4, D_fr 1e-4, D_sync 1e-5 (paper 3.1).
+Every --sample-steps a grid (ground truth above generated, fixed clips of seen voices) goes to
+samples/ and tensorboard. The output records which stage 1 it was trained on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from s2v.data import Prepared  # noqa: E402
+from s2v.discriminators import Discriminators, DiscriminatorsConfig  # noqa: E402
+from s2v.features import AudioFeatures  # noqa: E402
+from s2v.generator import Generator, GeneratorConfig, generate_clip  # noqa: E402
+from s2v.losses import l_grad, l_sim, lsgan_d, lsgan_g, sync_d  # noqa: E402
+from s2v.targets import load_targets, write_targets  # noqa: E402
+from s2v.training import Run, add_common_args, infinite  # noqa: E402
+
+LR = {"g": 3e-4, "id": 3e-4, "fr": 1e-4, "sync": 1e-5}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p, max_steps=4000, batch_size=32, lr=LR["g"], checkpointing_steps=500)
+    p.add_argument("--stage1", required=True, help="stage-1 output folder")
+    p.add_argument("--teachers", required=True, help="teachers folder (for the still's T_id maps)")
+    p.add_argument("--context", type=int, default=0, help="CPC frames each side of t (0: c_t alone, the paper)")
+    p.add_argument("--lambda-sim", type=float, default=10.0, help="weight of L_sim (mean L1 of the upper half)")
+    p.add_argument("--lambda-grad", type=float, default=10.0, help="weight of L_grad")
+    p.add_argument("--lambda-lower", type=float, default=0.0,
+                   help="beyond the paper: L1 on the lower half too (0 keeps the paper's losses)")
+    p.add_argument("--no-identity-branch", action="store_true", help="S2F-like ablation: no ν branch, no D_ID")
+    p.add_argument("--offsync-min", type=int, default=3, help="|τ - τ'| in frames for off-sync pairs")
+    p.add_argument("--sample-steps", type=int, default=250)
+    p.add_argument("--base", type=int, default=256, help="generator channels at 4x4")
+    p.add_argument("--d-width", type=int, default=64)
+    return p.parse_args(argv)
+
+
+class Frames(torch.utils.data.Dataset):
+    """Random frames of the training clips with everything stage 2 needs."""
+
+    def __init__(self, data: Prepared, feats: AudioFeatures, targets: dict, split, context: int, offsync_min: int):
+        self.data, self.f, self.context, self.off = data, feats, context, offsync_min
+        self.ids = data.split(split)
+        self.maps = [torch.from_numpy(targets[f"still_map{j}"].astype(np.float32)) for j in range(3)]
+        lengths = np.array([data.clips[i]["n_frames"] for i in self.ids])
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, k: int) -> dict:
+        j = int(np.searchsorted(self.offsets, k, side="right")) - 1
+        i, t = self.ids[j], int(k - self.offsets[j])
+        c = self.data.clips[i]
+        n, fps = c["n_frames"], c["fps"]
+        far = [u for u in range(n) if abs(u - t) >= self.off] or [u for u in range(n) if u != t] or [t]
+        t_off = int(np.random.choice(far))
+        a = self.data.actor_index[c["actor"]]
+        frame = torch.from_numpy(np.array(self.data.frames(i, t, t + 1)[0])).permute(2, 0, 1).float() / 127.5 - 1
+        return {"frame": frame, "c": torch.from_numpy(self.f.window(i, t, fps, self.context)),
+                "c_off": torch.from_numpy(self.f.window(i, t_off, fps, self.context)),
+                "nu": torch.from_numpy(self.f.nu[i]), "mu": torch.from_numpy(self.f.mu[i]),
+                "maps": [m[a] for m in self.maps]}
+
+
+def sample_grid(generator: Generator, data: Prepared, feats: AudioFeatures, clips: list[int], device,
+                per_clip: int = 6) -> np.ndarray:
+    """(H, W, 3) uint8: for each clip a row of ground truth above a row of generated frames."""
+    rows = []
+    generator.eval()
+    for i in clips:
+        c = data.clips[i]
+        ts = np.linspace(0, c["n_frames"] - 1, per_clip).round().astype(int)
+        fake = generate_clip(generator, torch.from_numpy(np.asarray(feats.sequence(i), dtype=np.float32)).to(device),
+                             torch.from_numpy(feats.nu[i]).to(device), torch.from_numpy(feats.mu[i]).to(device),
+                             c["n_frames"], c["fps"])
+        fake = ((fake[ts].clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        real = np.asarray(data.frames(i))[ts]
+        rows += [np.concatenate(list(real), 1), np.concatenate(list(fake), 1)]
+    generator.train()
+    return np.concatenate(rows, 0)
+
+
+def main(args) -> dict:
+    run = Run(args, "stage2")
+    acc = run.accelerator
+    data = Prepared(args.data)
+    if not (Path(args.data) / "targets.npz").exists():
+        if run.is_main:
+            write_targets(args.data, args.teachers, device=str(acc.device))
+        acc.wait_for_everyone()
+    targets = load_targets(args.data)
+    if run.is_main:
+        AudioFeatures.build(args.data, args.stage1, run.out / "features", device=str(acc.device))
+    acc.wait_for_everyone()
+    feats = AudioFeatures.load(run.out / "features")
+    id_channels = tuple(int(targets[f"still_map{j}"].shape[1]) for j in range(3))
+    gcfg = GeneratorConfig(size=data.size, c_dim=feats.c.shape[1], context=args.context, nu_dim=feats.nu.shape[1],
+                           mu_dim=feats.mu.shape[1], id_channels=id_channels, base=args.base,
+                           identity_branch=not args.no_identity_branch)
+    G = Generator(gcfg)
+    D = Discriminators(DiscriminatorsConfig(size=data.size, c_dim=gcfg.c_dim, window=gcfg.window,
+                                            id_channels=id_channels, width=args.d_width))
+    opts = {"g": torch.optim.RMSprop(G.parameters(), lr=args.learning_rate),
+            "id": torch.optim.RMSprop(D.id.parameters(), lr=LR["id"]),
+            "fr": torch.optim.RMSprop(D.fr.parameters(), lr=LR["fr"]),
+            "sync": torch.optim.RMSprop(D.sync.parameters(), lr=LR["sync"])}
+    loader = torch.utils.data.DataLoader(Frames(data, feats, targets, "train", args.context, args.offsync_min),
+                                         batch_size=args.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=args.num_workers, persistent_workers=args.num_workers > 0)
+    G, D, loader, *opt_list = acc.prepare(G, D, loader, *opts.values())
+    opts = dict(zip(opts, opt_list))
+    step = run.resume()
+    uD = acc.unwrap_model(D)
+    fixed = sorted({data.clips[i]["actor"]: i for i in data.split("test")}.values())[:4] or data.split("train")[:4]
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=args.max_steps, initial=step, desc="stage 2", disable=not run.is_main)
+    batches = infinite(loader)
+    use_id = gcfg.identity_branch
+    while step < args.max_steps:
+        b = next(batches)
+        real, c, c_off = b["frame"], b["c"], b["c_off"]
+        # ---- generator
+        with acc.autocast():
+            fake, maps = G(c, b["nu"], b["mu"])
+            g = {"adv_fr": lsgan_g(uD.fr(fake)[0]), "adv_sync": lsgan_g(uD.sync(c, fake)[0]),
+                 "sim": args.lambda_sim * l_sim(fake, real), "grad": args.lambda_grad * l_grad(fake, real)}
+            if use_id:
+                g["adv_id"] = lsgan_g(uD.id(maps)[0])
+            if args.lambda_lower:
+                h = real.shape[-2] // 2
+                g["lower"] = args.lambda_lower * (fake[..., h:, :] - real[..., h:, :]).abs().mean()
+            g_total = sum(g.values())
+        opts["g"].zero_grad(set_to_none=True)
+        D.requires_grad_(False)
+        acc.backward(g_total)
+        D.requires_grad_(True)
+        opts["g"].step()
+        # ---- discriminators: each its own loss and optimizer
+        fake, maps = fake.detach(), [m.detach() for m in maps]
+        with acc.autocast():  # through the (possibly distributed) wrapper, so gradients are synced
+            d = {"fr": lsgan_d(D("fr", real)[0], D("fr", fake)[0]),
+                 "sync": sync_d(D("sync", c, real)[0], D("sync", c_off, real)[0], D("sync", c, fake)[0])}
+            if use_id:
+                d["id"] = lsgan_d(D("id", b["maps"])[0], D("id", maps)[0])
+        for o in d:
+            opts[o].zero_grad(set_to_none=True)
+        acc.backward(sum(d.values()))
+        for o in d:
+            opts[o].step()
+        step += 1
+        bar.update()
+        if step % args.logging_steps == 0:
+            bar.set_postfix(g=f"{g_total.item():.3f}", sim=f"{g['sim'].item():.3f}")
+            run.log({**{f"g/{k}": v.item() for k, v in g.items()}, **{f"d/{k}": v.item() for k, v in d.items()}}, step)
+        if run.is_main and (step % args.sample_steps == 0 or step == args.max_steps):
+            grid = sample_grid(acc.unwrap_model(G), data, feats, fixed, acc.device)
+            save_png(run.out / "samples" / f"step-{step:06d}.png", grid)
+            if args.report_to:
+                for tracker in acc.trackers:
+                    if tracker.name == "tensorboard":
+                        tracker.writer.add_image("samples", grid, step, dataformats="HWC")
+        run.maybe_checkpoint(step, lambda out: save(acc.unwrap_model(G), out, args, None))
+    bar.close()
+    metrics = {"steps": step, "final": {k: round(v.item(), 5) for k, v in {**g, **d}.items()}}
+    acc.print(json.dumps(metrics))
+    run.finish(step, lambda out: save(acc.unwrap_model(G), out, args, metrics))
+    return metrics
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), image[..., ::-1])
+
+
+def stage1_reference(stage1: str) -> dict:
+    """Path (or Hub id) and revision of the stage 1 this generator was trained on."""
+    p = Path(stage1)
+    ref = {"stage1": str(p.resolve()) if p.exists() else stage1}
+    meta = p / "stage1.json"
+    if meta.exists():
+        ref["stage1_meta"] = json.loads(meta.read_text())
+    # the revision: a fingerprint of the stage-1 weights (a Hub repo's files hash the same way)
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in ("cpc/model.safetensors", "students/model.safetensors"):
+        if (p / part).exists():
+            h.update((p / part).read_bytes())
+    ref["revision"] = h.hexdigest()[:16] if p.exists() else None
+    return ref
+
+
+def save(G: Generator, out: Path, args, metrics: dict | None) -> None:
+    ref = stage1_reference(args.stage1)
+    G.save_pretrained(out / "generator", card="# s2v generator F(c_t, ν, μ)\n\nStage 2 of s2v (paper eq. 4-10).\n",
+                      extra={"stage1": ref})
+    (out / "stage2.json").write_text(json.dumps({**ref, "teachers": str(args.teachers), "data": str(args.data),
+                                                 "settings": vars(args), "metrics": metrics}, indent=1))
+    (out / "README.md").write_text(
+        "# s2v stage 2\n\nFrame generator F(c_t, ν, μ) with an identity branch, trained against D_ID, D_fr and "
+        f"D_sync (LSGAN, real -> 1) plus L_sim and L_grad, on `{args.data}`; stage 1 from `{ref['stage1']}`.\n\n"
+        f"```\n{json.dumps(metrics, indent=1)}\n```\n")
+
+
+if __name__ == "__main__":
+    main(parse_args())
