@@ -1,0 +1,87 @@
+"""Training and inference throughput of the stage-2 generator and discriminators.
+
+    python benchmarks/stage2_speed.py [--size 64] [--batch-size 32] [--steps 10] [--device cpu|cuda]
+
+Times full training steps (one G update, one update of each discriminator, the losses of
+train/stage2.py) on random tensors of the right shapes, then generator-only inference, and prints
+frames per second and peak memory (CUDA: max allocated; CPU: the process's peak resident size).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from s2v.discriminators import Discriminators, DiscriminatorsConfig  # noqa: E402
+from s2v.generator import Generator, GeneratorConfig  # noqa: E402
+from s2v.losses import l_grad, l_sim, lsgan_d, lsgan_g, sync_d  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--context", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    a = p.parse_args()
+    dev = torch.device(a.device)
+    gcfg = GeneratorConfig(size=a.size, context=a.context)
+    G = Generator(gcfg).to(dev)
+    D = Discriminators(DiscriminatorsConfig(size=a.size, window=gcfg.window, id_channels=gcfg.id_channels)).to(dev)
+    opt_g = torch.optim.RMSprop(G.parameters(), lr=3e-4)
+    opt_d = torch.optim.RMSprop(D.parameters(), lr=1e-4)
+    b = a.batch_size
+    c = torch.randn(b, gcfg.window, gcfg.c_dim, device=dev)
+    nu, mu = torch.randn(b, gcfg.nu_dim, device=dev), torch.randn(b, gcfg.mu_dim, device=dev)
+    real = torch.rand(b, 3, a.size, a.size, device=dev) * 2 - 1
+    maps = [torch.randn(b, ch, s, s, device=dev) for ch, s in zip(gcfg.id_channels, gcfg.id_sizes)]
+
+    def step():
+        fake, fmaps = G(c, nu, mu)
+        g = lsgan_g(D.fr(fake)[0]) + lsgan_g(D.sync(c, fake)[0]) + lsgan_g(D.id(fmaps)[0]) \
+            + 10 * l_sim(fake, real) + 10 * l_grad(fake, real)
+        opt_g.zero_grad()
+        g.backward()
+        opt_g.step()
+        fake, fmaps = fake.detach(), [m.detach() for m in fmaps]
+        d = lsgan_d(D.fr(real)[0], D.fr(fake)[0]) + lsgan_d(D.id(maps)[0], D.id(fmaps)[0]) \
+            + sync_d(D.sync(c, real)[0], D.sync(c.roll(1, 0), real)[0], D.sync(c, fake)[0])
+        opt_d.zero_grad()
+        d.backward()
+        opt_d.step()
+
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    step()  # warm-up
+    sync()
+    t = time.perf_counter()
+    for _ in range(a.steps):
+        step()
+    sync()
+    train_fps = a.steps * b / (time.perf_counter() - t)
+    G.eval()
+    with torch.no_grad():
+        G(c, nu, mu)
+        sync()
+        t = time.perf_counter()
+        for _ in range(a.steps):
+            G(c, nu, mu)
+        sync()
+        infer_fps = a.steps * b / (time.perf_counter() - t)
+    peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps({"device": str(dev), "size": a.size, "batch_size": b, "threads": torch.get_num_threads(),
+                      "train_frames_per_s": round(train_fps, 1), "inference_frames_per_s": round(infer_fps, 1),
+                      "peak_memory_mb": round(peak, 1),
+                      "generator_params_m": round(sum(x.numel() for x in G.parameters()) / 1e6, 2),
+                      "discriminator_params_m": round(sum(x.numel() for x in D.parameters()) / 1e6, 2)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Stage 2: generator shapes, losses, discriminators that learn, the trainer, kill-and-resume."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from s2v.discriminators import Discriminators, DiscriminatorsConfig
+from s2v.generator import Generator, GeneratorConfig, context_windows, generate_clip
+from s2v.losses import l_grad, l_sim, lsgan_d, lsgan_g, smooth, sync_d
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_generator_shapes_and_identity_branch():
+    for size, sizes in ((64, [8, 16, 32]), (128, [16, 32, 64])):
+        g = Generator(GeneratorConfig(size=size, c_dim=16, nu_dim=10, context=2, id_channels=(12, 8, 4), base=32))
+        frame, maps = g(torch.randn(3, 5, 16), torch.randn(3, 10), torch.randn(3, 6))
+        assert frame.shape == (3, 3, size, size) and frame.abs().max() <= 1
+        assert [m.shape[-1] for m in maps] == sizes and [m.shape[1] for m in maps] == [12, 8, 4]
+    ablation = Generator(GeneratorConfig(c_dim=16, nu_dim=10, identity_branch=False, base=32))
+    frame, maps = ablation(torch.randn(2, 16), torch.randn(2, 10), torch.randn(2, 6))
+    assert frame.shape == (2, 3, 64, 64) and maps == []
+    with pytest.raises(ValueError, match="c must be"):
+        ablation(torch.randn(2, 3, 16), torch.randn(2, 10), torch.randn(2, 6))
+    # ν changes the face: the identity branch is wired in
+    g = Generator(GeneratorConfig(c_dim=16, nu_dim=10, base=32, id_channels=(12, 8, 4))).eval()
+    c, mu = torch.randn(1, 16), torch.randn(1, 6)
+    assert not torch.allclose(g(c, torch.randn(1, 10), mu)[0], g(c, torch.randn(1, 10), mu)[0])
+
+
+def test_context_windows_follow_the_video_clock():
+    c = torch.arange(100.0).view(100, 1)  # 1 s of CPC frames
+    w = context_windows(c, 30, 30, 1)
+    assert w.shape == (30, 3, 1)
+    assert w[0, :, 0].tolist() == [0, 1, 2] and w[-1, 1, 0].item() == 98  # frame 29's centre at 983 ms
+    g = Generator(GeneratorConfig(c_dim=1, nu_dim=4, base=32, id_channels=(4, 4, 4), context=1))
+    assert generate_clip(g.eval(), c, torch.zeros(4), torch.zeros(6), 30, 30, batch=7).shape == (30, 3, 64, 64)
+
+
+def test_losses():
+    a = torch.zeros(2, 3, 8, 8)
+    b = a.clone()
+    b[..., 4:, :] = 1.0  # differs in the lower half only
+    assert l_sim(a, b).item() == 0.0 and l_sim(a, torch.ones_like(a)).item() == 1.0
+    assert l_grad(a, a).item() == 0.0 and l_grad(a, b).item() > 0
+    assert torch.allclose(smooth(torch.ones(1, 3, 9, 9)), torch.ones(1, 3, 9, 9), atol=1e-6)
+    ones, zeros = torch.ones(4, 1), torch.zeros(4, 1)
+    assert lsgan_d(ones, zeros).item() == 0.0 and lsgan_g(ones).item() == 0.0 and lsgan_g(zeros).item() == 0.5
+    assert sync_d(ones, zeros, zeros).item() == 0.0 and sync_d(zeros, ones, ones).item() == 2.0
+
+
+def test_each_discriminator_learns_to_separate_real_from_fake():
+    torch.manual_seed(0)
+    D = Discriminators(DiscriminatorsConfig(c_dim=8, window=1, id_channels=(6, 4, 2), width=16))
+    opt = torch.optim.RMSprop(D.parameters(), lr=1e-3)
+    real_frames = torch.rand(8, 3, 64, 64) * 0.5 + 0.5  # bright
+    fake_frames = torch.rand(8, 3, 64, 64) * 0.5 - 1.0  # dark
+    real_maps = [torch.randn(8, c, s, s) + 1 for c, s in ((6, 8), (4, 16), (2, 32))]
+    fake_maps = [torch.randn(8, c, s, s) - 1 for c, s in ((6, 8), (4, 16), (2, 32))]
+    for _ in range(30):
+        loss = lsgan_d(D("fr", real_frames)[0], D("fr", fake_frames)[0]) \
+            + lsgan_d(D("id", real_maps)[0], D("id", fake_maps)[0])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        assert D("fr", real_frames)[0].mean() > D("fr", fake_frames)[0].mean() + 0.3
+        assert D("id", real_maps)[0].mean() > D("id", fake_maps)[0].mean() + 0.3
+
+    def sync_batch(n=16):
+        """The mouth (lower half) brightness follows the sign of the audio feature."""
+        sign = torch.randint(0, 2, (n,)).float() * 2 - 1
+        frames = torch.zeros(n, 3, 64, 64)
+        frames[..., 32:, :] = sign.view(n, 1, 1, 1) * 0.8
+        return sign.view(n, 1, 1).expand(n, 1, 8).contiguous(), frames
+
+    for _ in range(150):  # pairs in and out of sync: an interaction to learn, so more steps
+        c, frames = sync_batch()
+        loss = sync_d(D("sync", c, frames)[0], D("sync", -c, frames)[0], D("sync", c, torch.zeros_like(frames))[0])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    c, frames = sync_batch(64)
+    with torch.no_grad():
+        assert D("sync", c, frames)[0].mean() > D("sync", -c, frames)[0].mean() + 0.3
+
+
+@pytest.fixture(scope="module")
+def tiny_stage1(tiny_prep, tmp_path_factory) -> Path:
+    """A saved (untrained) stage 1 for the tiny data: CPC, students, gallery."""
+    from s2v.cpc import CPC, CPCConfig
+    from s2v.students import Students, StudentsConfig
+    from s2v.targets import load_targets
+
+    out = tmp_path_factory.mktemp("stage1")
+    torch.manual_seed(0)
+    CPC(CPCConfig(hidden_encoder=16, hidden_ar=16, n_negatives=4)).save_pretrained(out / "cpc")
+    t = load_targets(tiny_prep)
+    Students(StudentsConfig(in_dim=16, id_dim=t["nu_star"].shape[1], hidden=16)).save_pretrained(out / "students")
+    return out
+
+
+def _cmd(tiny_prep, stage1, out, *extra):
+    return [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+            str(ROOT / "train" / "stage2.py"), "--data", str(tiny_prep), "--stage1", str(stage1), "--teachers",
+            str(tiny_prep.parent / "teachers"), "--output-dir", str(out), "--batch-size", "4", "--num-workers", "0",
+            "--base", "32", "--d-width", "8", "--sample-steps", "2", *extra]
+
+
+def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
+    out = tmp_path / "s2"
+    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", "2", "--context", "1"), cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    g = Generator.from_pretrained(out / "generator")
+    assert g.config.size == 32 and g.config.context == 1
+    meta = json.loads((out / "stage2.json").read_text())
+    assert meta["stage1"] == str(tiny_stage1.resolve()) and len(meta["revision"]) == 16
+    assert Generator.read_meta(out / "generator")["stage1"]["revision"] == meta["revision"]
+    import cv2
+
+    grid = cv2.imread(str(out / "samples" / "step-000002.png"))
+    assert grid.shape[0] == 2 * 32 and grid.shape[1] == 6 * 32  # one clip (GT row + generated row), 6 frames
+
+
+def test_stage2_survives_sigkill_and_resumes(tiny_prep, tiny_stage1, tmp_path):
+    """Killed with SIGKILL mid-run, it resumes from the last complete checkpoint at the saved step,
+    with the optimizer states; a half-written checkpoint never counts as the latest."""
+    from s2v.training import latest_checkpoint
+
+    out = tmp_path / "s2"
+    args = _cmd(tiny_prep, tiny_stage1, out, "--max-steps", "400", "--checkpointing-steps", "3",
+                "--sample-steps", "1000")
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and latest_checkpoint(out) is None:
+        time.sleep(0.5)
+    time.sleep(2.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # a crash in the middle of writing one leaves only a temporary folder behind
+    (out / ".tmp-checkpoint-999").mkdir()
+    last = latest_checkpoint(out)
+    assert last is not None and last.name != ".tmp-checkpoint-999"
+    saved = json.loads((last / "s2v_step.json").read_text())["step"]
+    assert saved % 3 == 0 and saved > 0
+    opt_files = sorted(p.name for p in last.iterdir() if p.name.startswith("optimizer"))
+    assert len(opt_files) == 4  # G, D_ID, D_fr, D_sync
+    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", str(saved + 2), "--checkpointing-steps", "3",
+                            "--resume-from-checkpoint", "latest"), cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"at step {saved}" in r.stdout + r.stderr
+    assert json.loads((out / "stage2.json").read_text())["metrics"]["steps"] == saved + 2
