@@ -113,23 +113,21 @@ class CPC(Pretrained):
 
     def loss(self, c: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """InfoNCE over k = 1..K steps ahead: the true z_{t+k} against `n_negatives` z drawn at random
-        from the whole batch. Returns (mean loss, (K,) accuracy of picking the true one)."""
+        from the whole batch (one draw shared by all positions and steps, which turns the scores
+        into one matrix product). Returns (mean loss, (K,) accuracy of picking the true one)."""
         b, t, d = z.shape
         K, n_neg = self.config.n_predicts, self.config.n_negatives
         if t <= K:
             raise ValueError(f"need more than {K} CPC frames per sequence, got {t}")
         window = t - K
         ctx = c[:, :window]  # (B, W, H)
-        flat = z.reshape(b * t, d)
-        neg_idx = torch.randint(0, b * t, (b, window, n_neg), device=z.device)
-        negatives = flat[neg_idx]  # (B, W, N, C)
+        negatives = z.reshape(b * t, d)[torch.randint(0, b * t, (n_neg,), device=z.device)]  # (N, C)
+        target = torch.zeros(b * window, dtype=torch.long, device=z.device)
         losses, accs = [], []
         for k in range(1, K + 1):
             pred = self.predictors[k - 1](ctx)  # (B, W, C)
-            pos = z[:, k:k + window]  # (B, W, C)
-            cand = torch.cat([pos.unsqueeze(2), negatives], 2)  # (B, W, 1 + N, C)
-            logits = torch.einsum("bwc,bwnc->bwn", pred, cand) / d ** 0.5
-            target = torch.zeros(b * window, dtype=torch.long, device=z.device)
+            pos = (pred * z[:, k:k + window]).sum(-1, keepdim=True)  # (B, W, 1)
+            logits = torch.cat([pos, pred @ negatives.T], -1) / d ** 0.5  # (B, W, 1 + N)
             losses.append(F.cross_entropy(logits.reshape(b * window, -1), target))
             accs.append((logits.argmax(-1) == 0).float().mean())
         return torch.stack(losses).mean(), torch.stack(accs).detach()
