@@ -1,0 +1,118 @@
+"""Speech2Video: speech in, talking face out.
+
+    pipe = Speech2Video.from_pretrained("runs/stage2")        # or a bundled folder
+    result = pipe("speech.wav")                                # or (rate, samples)
+    result.emotion      # {"anger": p, ...}
+    result.identity     # [(actor id, similarity), ...] seen actors, most similar first
+    result.write_mp4("out.mp4")                                 # H.264 + AAC, upscaled for display
+
+A model folder holds `generator/` and the stage 1 it was trained on: either `stage1/` inside it
+(`cpc/`, `students/`, `gallery/`) or the path recorded in `stage2.json`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE, load_audio, num_frames
+from .corpus.actors import EMOTION_NAMES, EMOTIONS
+from .cpc import CPC
+from .gallery import Gallery
+from .generator import Generator, generate_clip
+from .students import Students
+
+
+@dataclass
+class Result:
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    fps: int
+    audio: np.ndarray  # (N,) float32 16 kHz, what the frames follow
+    emotion: dict[str, float]  # class name -> probability
+    identity: list[tuple[str, float]]  # (seen actor id, cosine similarity), most similar first
+    nu: np.ndarray = None  # the ν and μ the generator used (after any swap or blend)
+    mu: np.ndarray = None
+    notices: list[str] = field(default_factory=list)
+
+    def write_mp4(self, path: str | os.PathLike, upscale: int | None = 256) -> Path:
+        """MP4 (H.264 + AAC, browser-playable) with the speech as its sound."""
+        from .video import write_video
+
+        write_video(path, self.frames, self.fps, self.audio, SAMPLE_RATE, fmt="mp4", upscale=upscale)
+        return Path(path)
+
+
+def _stage1_dir(model_dir: Path) -> Path:
+    if (model_dir / "stage1" / "cpc").is_dir():
+        return model_dir / "stage1"
+    meta = model_dir / "stage2.json"
+    if meta.exists():
+        p = Path(json.loads(meta.read_text())["stage1"])
+        if p.is_dir():
+            return p
+    raise FileNotFoundError(f"{model_dir} has no stage1/ and its stage2.json names no stage 1 folder that exists")
+
+
+class Speech2Video:
+    def __init__(self, cpc: CPC, students: Students, generator: Generator, gallery: Gallery | None,
+                 fps: int = 30, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.cpc = cpc.to(self.device).eval()
+        self.students = students.to(self.device).eval()
+        self.generator = generator.to(self.device).eval()
+        self.gallery = gallery
+        self.fps = fps
+
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike, device: str | None = None, fps: int = 30) -> "Speech2Video":
+        d = Path(model)
+        if not d.is_dir():
+            raise FileNotFoundError(f"no model folder {d}")
+        s1 = _stage1_dir(d)
+        gallery = Gallery.load(s1 / "gallery") if (s1 / "gallery" / "gallery.json").exists() else None
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(CPC.from_pretrained(s1 / "cpc"), Students.from_pretrained(s1 / "students"),
+                   Generator.from_pretrained(d / "generator"), gallery, fps, device)
+
+    @torch.no_grad()
+    def __call__(self, audio, *, max_seconds: float | None = 600.0, emotion: dict[str, float] | None = None,
+                 emotion_weight: float = 0.0, actor: str | None = None) -> Result:
+        """Generate the clip. `emotion` (class -> weight) blended into μ with `emotion_weight` in [0, 1];
+        `actor` swaps in a seen actor's identity (its mean ν* from the gallery)."""
+        import warnings
+
+        from .audio import AudioCappedWarning
+
+        notices = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AudioCappedWarning)
+            wav = load_audio(audio, max_seconds=max_seconds)
+        notices += [str(w.message) for w in caught if issubclass(w.category, AudioCappedWarning)]
+        x = torch.from_numpy(wav)[None].to(self.device)
+        c, _ = self.cpc(x)
+        nu, mu = self.students(c)
+        probs = torch.softmax(mu, -1)[0]
+        if emotion and emotion_weight > 0:
+            target = torch.tensor([float(emotion.get(e, emotion.get(EMOTION_NAMES[e], 0.0))) for e in EMOTIONS],
+                                  device=self.device)
+            if target.sum() > 0:
+                target = target / target.sum()
+                mix = (1 - emotion_weight) * probs + emotion_weight * target
+                mu = torch.log(mix.clamp_min(1e-6))[None] + (mu.logsumexp(-1, keepdim=True))
+        identity = []
+        if self.gallery is not None:
+            sims = self.gallery.similarity(nu.cpu().numpy())[0]
+            identity = sorted(zip(self.gallery.ids, map(float, sims)), key=lambda p: -p[1])
+            if actor is not None:
+                if actor not in self.gallery.ids:
+                    raise ValueError(f"unknown actor {actor!r}; seen actors: {', '.join(self.gallery.ids)}")
+                nu = torch.from_numpy(self.gallery.embeddings[self.gallery.ids.index(actor)])[None].to(self.device)
+        n = num_frames(wav.size, self.fps)
+        frames = generate_clip(self.generator, c[0], nu[0], mu[0], n, self.fps)
+        frames = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        emo = {EMOTION_NAMES[e]: float(p) for e, p in zip(EMOTIONS, probs.tolist())}
+        return Result(frames, self.fps, wav, emo, identity, nu[0].cpu().numpy(), mu[0].cpu().numpy(), notices)
