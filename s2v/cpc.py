@@ -32,6 +32,8 @@ class CPCConfig:
     n_levels_ar: int = 1
     n_predicts: int = 12
     n_negatives: int = 128
+    temperature: float = 0.1  # scores are cosine similarities / temperature
+    normalize_input: bool = True  # zero-mean, unit-variance waveform per sequence (off for CPC_audio weights)
 
     def __post_init__(self):
         if self.ar_mode not in ("LSTM", "GRU"):
@@ -108,26 +110,32 @@ class CPC(Pretrained):
             raise ValueError(f"expected (B, samples) audio, got {tuple(wav.shape)}")
         if wav.shape[1] < CPC_HOP:
             raise ValueError(f"audio too short for one CPC frame ({wav.shape[1]} < {CPC_HOP} samples)")
+        if self.config.normalize_input:
+            # speech at -26 dBFS is tiny next to the conv biases: unnormalised, every z_t starts out alike
+            wav = (wav - wav.mean(1, keepdim=True)) / (wav.std(1, keepdim=True) + 1e-5)
         z = self.gEncoder(wav)
         return self.gAR(z), z
 
     def loss(self, c: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """InfoNCE over k = 1..K steps ahead: the true z_{t+k} against `n_negatives` z drawn at random
         from the whole batch (one draw shared by all positions and steps, which turns the scores
-        into one matrix product). Returns (mean loss, (K,) accuracy of picking the true one)."""
+        into one matrix product). Scores are cosine similarities over a temperature (CPC_audio uses
+        raw dot products; on a CPU budget those barely move in a few thousand steps).
+        Returns (mean loss, (K,) accuracy of picking the true one)."""
         b, t, d = z.shape
         K, n_neg = self.config.n_predicts, self.config.n_negatives
         if t <= K:
             raise ValueError(f"need more than {K} CPC frames per sequence, got {t}")
         window = t - K
         ctx = c[:, :window]  # (B, W, H)
-        negatives = z.reshape(b * t, d)[torch.randint(0, b * t, (n_neg,), device=z.device)]  # (N, C)
+        zn = F.normalize(z, dim=-1)  # cosine scores with a temperature: far better conditioned than raw
+        negatives = zn.reshape(b * t, d)[torch.randint(0, b * t, (n_neg,), device=z.device)]  # (N, C)
         target = torch.zeros(b * window, dtype=torch.long, device=z.device)
         losses, accs = [], []
         for k in range(1, K + 1):
-            pred = self.predictors[k - 1](ctx)  # (B, W, C)
-            pos = (pred * z[:, k:k + window]).sum(-1, keepdim=True)  # (B, W, 1)
-            logits = torch.cat([pos, pred @ negatives.T], -1) / d ** 0.5  # (B, W, 1 + N)
+            pred = F.normalize(self.predictors[k - 1](ctx), dim=-1)  # (B, W, C)
+            pos = (pred * zn[:, k:k + window]).sum(-1, keepdim=True)  # (B, W, 1)
+            logits = torch.cat([pos, pred @ negatives.T], -1) / self.config.temperature  # (B, W, 1 + N)
             losses.append(F.cross_entropy(logits.reshape(b * window, -1), target))
             accs.append((logits.argmax(-1) == 0).float().mean())
         return torch.stack(losses).mean(), torch.stack(accs).detach()
@@ -148,7 +156,8 @@ def import_cpc_audio(path: str | os.PathLike) -> CPC:
         raise ValueError(f"arMode {cfg.get('arMode')!r} is not supported (LSTM or GRU)")
     config = CPCConfig(hidden_encoder=int(cfg.get("hiddenEncoder", 256)), hidden_ar=int(cfg.get("hiddenGar", 256)),
                        ar_mode=cfg.get("arMode", "LSTM"), n_levels_ar=int(cfg.get("nLevelsGRU", 1)),
-                       n_predicts=int(cfg.get("nPredicts", 12)), n_negatives=int(cfg.get("negativeSamplingExt", 128)))
+                       n_predicts=int(cfg.get("nPredicts", 12)), n_negatives=int(cfg.get("negativeSamplingExt", 128)),
+                       normalize_input=False)
     model = CPC(config)
     state = {k: v for k, v in ckpt["weights"].items() if k.startswith(("gEncoder.", "gAR."))}
     own = {k: v for k, v in model.state_dict().items() if k.startswith(("gEncoder.", "gAR."))}

@@ -33,6 +33,8 @@ def parse_args(argv=None):
     p.add_argument("--hidden", type=int, default=256, help="g_enc and g_ar width")
     p.add_argument("--ar-mode", default="LSTM", choices=("LSTM", "GRU"))
     p.add_argument("--negatives", type=int, default=128)
+    p.add_argument("--predictor-learning-rate", type=float, default=5e-3,
+                   help="the 12 linear predictors learn faster than g_enc/g_ar (--learning-rate)")
     p.add_argument("--init", default=None, help="a CPC_audio checkpoint (.pt) or a saved s2v CPC folder")
     return p.parse_args(argv)
 
@@ -100,7 +102,10 @@ def main(args) -> dict:
     else:
         model = CPC(CPCConfig(hidden_encoder=args.hidden, hidden_ar=args.hidden, ar_mode=args.ar_mode,
                               n_negatives=args.negatives))
-    opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    # the predictors need a much larger step than the encoder, or the scores never leave chance
+    body = list(model.gEncoder.parameters()) + list(model.gAR.parameters())
+    opt = torch.optim.Adam([{"params": body, "lr": args.learning_rate},
+                            {"params": model.predictors.parameters(), "lr": args.predictor_learning_rate}])
     loader = torch.utils.data.DataLoader(AudioCrops(args.data, "train", crop), batch_size=args.batch_size,
                                          shuffle=True, drop_last=True, num_workers=args.num_workers,
                                          persistent_workers=args.num_workers > 0)

@@ -1,0 +1,117 @@
+"""The Gradio app through gradio_client against a launched server: good input, bad input, concurrency."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("gradio_client")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_prep, tmp_path_factory):
+    import torch
+
+    from s2v.cpc import CPC, CPCConfig
+    from s2v.data import Prepared
+    from s2v.gallery import Gallery
+    from s2v.generator import Generator, GeneratorConfig
+    from s2v.students import Students, StudentsConfig
+    from s2v.targets import load_targets
+
+    d = tmp_path_factory.mktemp("appmodel")
+    torch.manual_seed(0)
+    t = load_targets(tiny_prep)
+    CPC(CPCConfig(hidden_encoder=16, hidden_ar=16)).save_pretrained(d / "stage1" / "cpc")
+    Students(StudentsConfig(in_dim=16, id_dim=t["nu_star"].shape[1], hidden=16)).save_pretrained(d / "stage1" / "students")
+    Gallery.build(Prepared(tiny_prep), t).save(d / "stage1" / "gallery")
+    Generator(GeneratorConfig(size=32, c_dim=16, nu_dim=t["nu_star"].shape[1], base=32,
+                              id_channels=tuple(t[f"still_map{j}"].shape[1] for j in range(3)))).save_pretrained(d / "generator")
+    port = _free_port()
+    env = {**os.environ, "S2V_MODEL": str(d), "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRADIO_ANALYTICS_ENABLED": "False", "S2V_MAX_SECONDS": "3"}
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    import urllib.request
+
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stdout.read())
+            time.sleep(1)
+    else:
+        proc.kill()
+        raise RuntimeError("app did not start")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _client(url):
+    from gradio_client import Client
+
+    return Client(url, verbose=False)
+
+
+def test_generate_endpoint(server, speech_wav):
+    from gradio_client import handle_file
+
+    emo, ids, video = _client(server).predict(handle_file(str(speech_wav)), api_name="/generate")
+    assert emo["columns"] == ["emotion", "probability"] and len(emo["data"]) == 6
+    assert abs(sum(p for _, p in emo["data"]) - 1) < 1e-4
+    assert ids["columns"] == ["actor", "similarity"] and ids["data"][0][0] == "1001"
+    v = video["video"] if isinstance(video, dict) else video
+    assert Path(v).exists() and Path(v).stat().st_size > 1000
+
+
+def test_bad_inputs_get_clear_errors_and_the_app_keeps_serving(server, speech_wav, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    c = _client(server)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(32000, np.float32), 16000)
+    short = tmp_path / "short.wav"
+    sf.write(short, np.random.default_rng(0).standard_normal(1600).astype(np.float32) * 0.1, 16000)
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(b"definitely not audio" * 100)
+    for path, words in ((silent, "silent"), (short, "at least"), (junk, "could not read")):
+        with pytest.raises(AppError, match=words):
+            c.predict(handle_file(str(path)), api_name="/generate")
+    long = tmp_path / "long.wav"
+    sf.write(long, (np.random.default_rng(1).standard_normal(16000 * 8) * 0.1).astype(np.float32), 16000)
+    _, _, video = c.predict(handle_file(str(long)), api_name="/generate")  # capped at 3 s, still served
+    assert Path(video["video"] if isinstance(video, dict) else video).exists()
+    _, _, video = c.predict(handle_file(str(speech_wav)), api_name="/generate")
+    assert Path(video["video"] if isinstance(video, dict) else video).exists()
+
+
+def test_four_concurrent_requests(server, speech_wav):
+    from gradio_client import handle_file
+
+    def one(_):
+        return _client(server).predict(handle_file(str(speech_wav)), api_name="/generate")[2]
+
+    with ThreadPoolExecutor(4) as pool:
+        videos = list(pool.map(one, range(4)))
+    assert all(Path(v["video"] if isinstance(v, dict) else v).exists() for v in videos)
