@@ -29,10 +29,13 @@ def l_norm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def stage1_loss(mu: torch.Tensor, mu_star: torch.Tensor, nu: torch.Tensor, nu_star: torch.Tensor,
-                lam: float = LAMBDA) -> dict[str, torch.Tensor]:
-    """Eq. 2. Returns the total and its four terms."""
-    terms = {"emo_norm": lam * l_norm(mu, mu_star), "emo_distill": l_distill(mu, mu_star),
-             "id_norm": lam * l_norm(nu, nu_star), "id_distill": l_distill(nu, nu_star)}
+                lam: float = LAMBDA, distill: str = "as-written") -> dict[str, torch.Tensor]:
+    """Eq. 2. Returns the total and its four terms. `distill="teacher-weighted"` swaps the arguments
+    of l_distill (the usual soft-target cross-entropy, -Σ softmax(y*) log softmax(x)): beyond the
+    paper, for when the as-written form collapses onto the teacher's top unit."""
+    d = l_distill if distill == "as-written" else (lambda x, y: l_distill(y, x))
+    terms = {"emo_norm": lam * l_norm(mu, mu_star), "emo_distill": d(mu, mu_star),
+             "id_norm": lam * l_norm(nu, nu_star), "id_distill": d(nu, nu_star)}
     terms["total"] = sum(terms.values())
     return terms
 

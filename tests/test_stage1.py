@@ -89,6 +89,8 @@ def test_distill_loss_as_written():
     t = stage1_loss(mu, -mu, nu, -nu)  # opposite directions: ||a - b||^2 = 4
     assert t["emo_norm"].item() == pytest.approx(4 * LAMBDA, rel=1e-5)
     assert t["total"].item() == pytest.approx(sum(v.item() for k, v in t.items() if k != "total"), rel=1e-6)
+    tw = stage1_loss(x, y, x, y, distill="teacher-weighted")  # the arguments of eq. 3 swapped
+    assert tw["emo_distill"].item() == pytest.approx(l_distill(y, x).item(), rel=1e-6)
 
 
 def test_students_read_c_T_or_the_mean():

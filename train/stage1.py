@@ -39,6 +39,8 @@ def parse_args(argv=None):
     p.add_argument("--cpc", required=True, help="a CPC folder (train/cpc.py output)")
     p.add_argument("--teachers", required=True, help="the teachers folder (train/teachers.py output)")
     p.add_argument("--pool", default="last", choices=("last", "mean"), help="ω = c_T (paper) or mean over t")
+    p.add_argument("--distill", default="as-written", choices=("as-written", "teacher-weighted"),
+                   help="eq. 3 as the paper writes it, or with the arguments swapped (soft-target cross-entropy)")
     p.add_argument("--finetune-cpc", action="store_true", help="train the CPC with the students")
     p.add_argument("--cpc-learning-rate", type=float, default=5e-5)
     p.add_argument("--max-seconds", type=float, default=6.0, help="audio per clip fed to the CPC")
@@ -169,7 +171,7 @@ def main(args) -> dict:
             w, nu_star, mu_star = next(batches)
             with acc.autocast():
                 nu, mu = students(w)
-        terms = stage1_loss(mu.float(), mu_star, nu.float(), nu_star)
+        terms = stage1_loss(mu.float(), mu_star, nu.float(), nu_star, distill=args.distill)
         opt.zero_grad(set_to_none=True)
         acc.backward(terms["total"])
         opt.step()
