@@ -55,3 +55,29 @@ def read_scalars(logdir: Path, tag: str) -> list[float]:
         if tag in ev.Tags()["scalars"]:
             return [s.value for s in ev.Scalars(tag)]
     raise AssertionError(f"no scalar {tag!r} under {logdir}")
+
+
+def build_tiny_model(prep: Path, out: Path, context: int = 1) -> Path:
+    """A small untrained model folder (stage1/ + generator/) matching the tiny prepared data."""
+    import torch
+
+    from s2v.cpc import CPC, CPCConfig
+    from s2v.data import Prepared
+    from s2v.gallery import Gallery
+    from s2v.generator import Generator, GeneratorConfig
+    from s2v.students import Students, StudentsConfig
+    from s2v.targets import load_targets
+
+    torch.manual_seed(0)
+    t = load_targets(prep)
+    CPC(CPCConfig(hidden_encoder=16, hidden_ar=16)).save_pretrained(out / "stage1" / "cpc")
+    Students(StudentsConfig(in_dim=16, id_dim=t["nu_star"].shape[1], hidden=16)).save_pretrained(out / "stage1" / "students")
+    Gallery.build(Prepared(prep), t).save(out / "stage1" / "gallery")
+    Generator(GeneratorConfig(size=32, c_dim=16, nu_dim=t["nu_star"].shape[1], context=context, base=32,
+                              id_channels=tuple(t[f"still_map{j}"].shape[1] for j in range(3)))).save_pretrained(out / "generator")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_prep, tmp_path_factory) -> Path:
+    return build_tiny_model(tiny_prep, tmp_path_factory.mktemp("model"))

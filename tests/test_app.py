@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import build_tiny_model
+
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("gradio_client")
 
@@ -25,23 +27,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tiny_prep, tmp_path_factory):
-    import torch
-
-    from s2v.cpc import CPC, CPCConfig
-    from s2v.data import Prepared
-    from s2v.gallery import Gallery
-    from s2v.generator import Generator, GeneratorConfig
-    from s2v.students import Students, StudentsConfig
-    from s2v.targets import load_targets
-
-    d = tmp_path_factory.mktemp("appmodel")
-    torch.manual_seed(0)
-    t = load_targets(tiny_prep)
-    CPC(CPCConfig(hidden_encoder=16, hidden_ar=16)).save_pretrained(d / "stage1" / "cpc")
-    Students(StudentsConfig(in_dim=16, id_dim=t["nu_star"].shape[1], hidden=16)).save_pretrained(d / "stage1" / "students")
-    Gallery.build(Prepared(tiny_prep), t).save(d / "stage1" / "gallery")
-    Generator(GeneratorConfig(size=32, c_dim=16, nu_dim=t["nu_star"].shape[1], base=32,
-                              id_channels=tuple(t[f"still_map{j}"].shape[1] for j in range(3)))).save_pretrained(d / "generator")
+    d = build_tiny_model(tiny_prep, tmp_path_factory.mktemp("appmodel"), context=0)
     port = _free_port()
     env = {**os.environ, "S2V_MODEL": str(d), "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
            "GRADIO_ANALYTICS_ENABLED": "False", "S2V_MAX_SECONDS": "3"}

@@ -16,23 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_prep, tmp_path_factory) -> Path:
-    from s2v.cpc import CPC, CPCConfig
-    from s2v.data import Prepared
-    from s2v.gallery import Gallery
-    from s2v.generator import Generator, GeneratorConfig
-    from s2v.students import Students, StudentsConfig
-    from s2v.targets import load_targets
-
-    d = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    t = load_targets(tiny_prep)
-    CPC(CPCConfig(hidden_encoder=16, hidden_ar=16)).save_pretrained(d / "stage1" / "cpc")
-    Students(StudentsConfig(in_dim=16, id_dim=t["nu_star"].shape[1], hidden=16)).save_pretrained(d / "stage1" / "students")
-    Gallery.build(Prepared(tiny_prep), t).save(d / "stage1" / "gallery")
-    Generator(GeneratorConfig(size=32, c_dim=16, nu_dim=t["nu_star"].shape[1], context=1, base=32,
-                              id_channels=tuple(t[f"still_map{j}"].shape[1] for j in range(3)))).save_pretrained(d / "generator")
-    return d
+def model_dir(tiny_model) -> Path:
+    return tiny_model
 
 
 def test_pipeline_on_real_speech(model_dir, speech_wav, tmp_path):
