@@ -72,6 +72,22 @@ class Prepared:
                 "emotion": EMOTIONS.index(c["emotion"]) if c["emotion"] in EMOTIONS else -1}
 
 
+class FrameIndex:
+    """All frames of a split's clips, numbered 0..len-1: `locate(k)` -> (clip index, frame t)."""
+
+    def __init__(self, data: Prepared, split: str | tuple[str, ...]):
+        self.ids = data.split(split)
+        lengths = np.array([data.clips[i]["n_frames"] for i in self.ids], np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, k: int) -> tuple[int, int]:
+        j = int(np.searchsorted(self.offsets, k, side="right")) - 1
+        return self.ids[j], int(k - self.offsets[j])
+
+
 class ClipDataset(Dataset):
     """Whole clips: audio (N,), frames (T, H, W, 3) uint8, still (H, W, 3) uint8, labels.
 
@@ -111,17 +127,14 @@ class FrameDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, split: str | tuple[str, ...] = "train", context: float = 0.2):
         self.data = Prepared(root)
-        self.ids = self.data.split(split)
-        lengths = np.array([self.data.clips[i]["n_frames"] for i in self.ids], np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
+        self.index = FrameIndex(self.data, split)
         self.half = int(round(context * SAMPLE_RATE))
 
     def __len__(self) -> int:
-        return int(self.offsets[-1])
+        return len(self.index)
 
     def __getitem__(self, k: int) -> dict:
-        j = int(np.searchsorted(self.offsets, k, side="right")) - 1
-        i, t = self.ids[j], int(k - self.offsets[j])
+        i, t = self.index.locate(k)
         c = self.data.clips[i]
         audio = self.data.audio(i)
         centre = (2 * t + 1) * SAMPLE_RATE // (2 * c["fps"])

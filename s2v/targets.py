@@ -85,6 +85,15 @@ def load_targets(prep: str | os.PathLike) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def ensure_targets(prep: str | os.PathLike, teachers: str | os.PathLike, accelerator, k: int = 8) -> dict:
+    """The targets of `prep`, computed first (on the main process only) when they are missing."""
+    if not (Path(prep) / "targets.npz").exists():
+        if accelerator.is_main_process:
+            write_targets(prep, teachers, k=k, device=str(accelerator.device))
+        accelerator.wait_for_everyone()
+    return load_targets(prep)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m s2v.targets", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s2v.audio import CPC_HOP, SAMPLE_RATE  # noqa: E402
@@ -29,7 +28,7 @@ from s2v.cpc import CPC  # noqa: E402
 from s2v.data import Prepared  # noqa: E402
 from s2v.gallery import Gallery  # noqa: E402
 from s2v.students import Students, StudentsConfig, stage1_loss  # noqa: E402
-from s2v.targets import load_targets, write_targets  # noqa: E402
+from s2v.targets import ensure_targets  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 
 
@@ -128,11 +127,7 @@ def main(args) -> dict:
     run = Run(args, "stage1")
     acc = run.accelerator
     data = Prepared(args.data)
-    if not (Path(args.data) / "targets.npz").exists():
-        if run.is_main:
-            write_targets(args.data, args.teachers, k=args.k, device=str(acc.device))
-        acc.wait_for_everyone()
-    targets = load_targets(args.data)
+    targets = ensure_targets(args.data, args.teachers, acc, k=args.k)
     max_samples = int(args.max_seconds * SAMPLE_RATE)
     cpc = CPC.from_pretrained(args.cpc)
     students = Students(StudentsConfig(in_dim=cpc.dim, id_dim=targets["nu_star"].shape[1],

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s2v.data import Prepared  # noqa: E402
+from s2v.data import FrameIndex, Prepared  # noqa: E402
 from s2v.discriminators import Discriminators, DiscriminatorsConfig  # noqa: E402
 from s2v.features import AudioFeatures  # noqa: E402
 from s2v.generator import Generator, GeneratorConfig, generate_clip  # noqa: E402
 from s2v.losses import l_grad, l_sim, lsgan_d, lsgan_g, sync_d  # noqa: E402
-from s2v.targets import load_targets, write_targets  # noqa: E402
+from s2v.targets import ensure_targets  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 
 LR = {"g": 3e-4, "id": 3e-4, "fr": 1e-4, "sync": 1e-5}
@@ -55,17 +55,14 @@ class Frames(torch.utils.data.Dataset):
 
     def __init__(self, data: Prepared, feats: AudioFeatures, targets: dict, split, context: int, offsync_min: int):
         self.data, self.f, self.context, self.off = data, feats, context, offsync_min
-        self.ids = data.split(split)
+        self.index = FrameIndex(data, split)
         self.maps = [torch.from_numpy(targets[f"still_map{j}"].astype(np.float32)) for j in range(3)]
-        lengths = np.array([data.clips[i]["n_frames"] for i in self.ids])
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
 
     def __len__(self) -> int:
-        return int(self.offsets[-1])
+        return len(self.index)
 
     def __getitem__(self, k: int) -> dict:
-        j = int(np.searchsorted(self.offsets, k, side="right")) - 1
-        i, t = self.ids[j], int(k - self.offsets[j])
+        i, t = self.index.locate(k)
         c = self.data.clips[i]
         n, fps = c["n_frames"], c["fps"]
         far = [u for u in range(n) if abs(u - t) >= self.off] or [u for u in range(n) if u != t] or [t]
@@ -100,11 +97,7 @@ def main(args) -> dict:
     run = Run(args, "stage2")
     acc = run.accelerator
     data = Prepared(args.data)
-    if not (Path(args.data) / "targets.npz").exists():
-        if run.is_main:
-            write_targets(args.data, args.teachers, device=str(acc.device))
-        acc.wait_for_everyone()
-    targets = load_targets(args.data)
+    targets = ensure_targets(args.data, args.teachers, acc)
     if run.is_main:
         AudioFeatures.build(args.data, args.stage1, run.out / "features", device=str(acc.device))
     acc.wait_for_everyone()
