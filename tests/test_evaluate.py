@@ -1,0 +1,133 @@
+"""Evaluation: the metrics against known values, the sync protocol, the SyncNet import, a tiny run."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from s2v.evaluate import psnr, ssim
+from s2v.syncnet import (SyncNet, SyncNetConfig, import_syncnet_v2, mfcc, mfcc_start, offset_distances,
+                         sync_scores)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ssim_and_psnr_known_values():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    assert ssim(a, a) == pytest.approx(1.0)
+    assert psnr(a, a) == math.inf
+    b = np.clip(a.astype(int) + 10, 0, 255).astype(np.uint8)
+    flat = np.full((32, 32, 3), 100, np.uint8)
+    assert psnr(flat, flat + 10) == pytest.approx(20 * math.log10(255 / 10))
+    noisy = np.clip(a + rng.normal(0, 40, a.shape), 0, 255).astype(np.uint8)
+    assert ssim(a, b) > ssim(a, noisy)  # a brightness shift keeps structure, noise does not
+    assert psnr(a, b) > psnr(a, noisy)
+    with pytest.raises(ValueError):
+        ssim(a, a[:2])
+
+
+def test_mfcc_frames_and_windows():
+    audio = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    m = mfcc(audio)
+    assert m.shape == (13, 1 + math.ceil((16000 - 400) / 160))
+    assert np.isfinite(mfcc(np.zeros(800, np.float32))).all()  # silence: log of eps, not -inf
+    assert [mfcc_start(f, 25) for f in range(3)] == [0, 4, 8]  # syncnet_python's 4 steps per frame
+    assert [mfcc_start(f, 30) for f in (0, 3, 6)] == [0, 10, 20]
+
+
+def test_offset_distances_find_a_shift():
+    """Lip embeddings equal to the audio embeddings `shift` windows later: the protocol finds it."""
+    g = torch.Generator().manual_seed(0)
+    audio = torch.randn(60, 16, generator=g)
+    for shift in (-4, 0, 3):
+        video = torch.stack([audio[min(max(t + shift, 0), 59)] for t in range(60)])
+        d = offset_distances(video, audio, vshift=15)
+        k = int(torch.argmin(d))
+        assert k - 15 == shift
+        assert d[k] < d.median()
+
+
+def test_sync_scores_on_a_clip_and_shifted():
+    """The full protocol (frames + audio -> LSE-C, LSE-D, offset) with a net whose lip embedding is the
+    mouth's brightness over the window and whose audio embedding is the energy over its MFCC window: a
+    clip whose mouth follows the audio envelope is in sync, and shifting the video moves the offset."""
+
+    fps, n = 25, 60
+    rng = np.random.default_rng(1)
+    loud = rng.random(n) > 0.5
+    audio = np.concatenate([rng.normal(0, 0.3 if on else 1e-4, 640) for on in loud]).astype(np.float32)
+    c0 = mfcc(audio)[0]
+    thr = (c0.max() + c0.min()) / 2
+
+    class Envelope(SyncNet):
+        def embed_video(self, x):  # (B, 3, 5, S, S) -> (B, 5): is the lower half bright, per frame
+            return (x[:, :, :, x.shape[-2] // 2:].mean((1, 3, 4)) > 128).float()
+
+        def embed_audio(self, x):  # (B, 1, 13, 20) -> (B, 5): is c0 (log energy) high, per frame's 4 steps
+            return (x[:, 0, 0, :20].reshape(len(x), 5, 4).mean(-1) > thr).float()
+
+    net = Envelope(SyncNetConfig(image_size=64, width=0.125, embed_dim=8, region="face", bgr=False))
+    frames = np.zeros((n, 64, 64, 3), np.uint8)
+    frames[loud, 32:] = 255
+    s = sync_scores(net, frames, audio, fps)
+    assert s["offset"] == 0 and s["lse_c"] > 0
+    late = np.concatenate([frames[:1].repeat(3, 0), frames[:-3]])  # the video lags the audio by 3 frames
+    assert sync_scores(net, late, audio, fps)["offset"] == 3
+
+
+def test_import_syncnet_v2_layout(tmp_path):
+    """A state dict with syncnet_python's names and shapes (no num_batches_tracked, as the 2017 file)."""
+    torch.manual_seed(0)
+    ref = SyncNet()
+    state = {k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+    published = {"netcnnaud.0.weight": (64, 1, 3, 3), "netcnnaud.18.weight": (512, 256, 5, 4),
+                 "netfcaud.0.weight": (512, 512), "netfcaud.3.weight": (1024, 512),
+                 "netcnnlip.0.weight": (96, 3, 5, 7, 7), "netcnnlip.18.weight": (512, 256, 1, 6, 6),
+                 "netfclip.3.weight": (1024, 512), "netcnnlip.19.running_var": (512,)}
+    for k, shape in published.items():
+        assert tuple(state[k].shape) == shape, k
+    torch.save(state, tmp_path / "syncnet_v2.model")
+    net = import_syncnet_v2(tmp_path / "syncnet_v2.model")
+    ref.eval()
+    audio, video = torch.randn(2, 1, 13, 20), torch.rand(2, 3, 5, 224, 224) * 255
+    with torch.no_grad():
+        assert torch.allclose(net.embed_audio(audio), ref.embed_audio(audio), atol=1e-5)
+        assert torch.allclose(net.embed_video(video), ref.embed_video(video), atol=1e-4)
+    state["netcnnlip.18.weight"] = state["netcnnlip.18.weight"][:, :, :, :5]
+    torch.save(state, tmp_path / "bad.model")
+    with pytest.raises(ValueError, match="wrong shape"):
+        import_syncnet_v2(tmp_path / "bad.model")
+
+
+def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
+    """train/syncnet.py two steps under accelerate, then a tiny end-to-end `python -m s2v.evaluate`."""
+    sync = tmp_path / "syncnet"
+    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+                        str(ROOT / "train" / "syncnet.py"), "--data", str(tiny_prep), "--output-dir", str(sync),
+                        "--max-steps", "2", "--batch-size", "4", "--candidates", "3", "--width", "0.125",
+                        "--embed-dim", "16", "--num-workers", "0", "--eval-clips", "2", "--min-shift", "1"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((sync / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and "gt_lse_c" in metrics
+    out = tmp_path / "eval"
+    r = subprocess.run([sys.executable, "-m", "s2v.evaluate", "--data", str(tiny_prep), "--model", str(tiny_model),
+                        "--teachers", str(tiny_prep.parent / "teachers"), "--syncnet", str(sync), "--out", str(out),
+                        "--limit", "2", "--baselines", "--device", "cpu"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())
+    rows = {(x["split"], x["method"]): x for x in res["rows"]}
+    assert {m for _, m in rows} == {"ground-truth", "s2v", "reference", "mismatch", "mean-face"}
+    for (split, m), x in rows.items():
+        assert x["clips"] >= 1 and x["lse_d"] is not None
+        assert (x["ssim"] is None) == (m == "ground-truth")
+        if m != "ground-truth":
+            assert 0 <= x["ssim"] <= 1 and x["psnr"] > 0
+    assert "| method |" in (out / "results.md").read_text()
+    assert (out / "strip.png").stat().st_size > 0
