@@ -4,7 +4,8 @@
 
 Rows (one per method and split; splits: the seen actors' test clips and the unseen actors' clips):
   ground-truth   the real frames: the ceiling of the sync and teacher metrics
-  s2v            ν and μ from the voice (the model)
+  s2v            ν and μ from the voice, ν recalled onto the seen actors (the pipeline's default)
+  s2v-raw-nu     ν from the voice fed as is (the paper's form)
   reference      ν* of the speaker's own still (the analogue of SDFA's reference image), μ from the voice
   mismatch       ν* of another actor's still (SDFA(mismatch))
   mean-face      the mean ν* of the seen actors
@@ -30,7 +31,7 @@ import torch
 
 from .corpus.actors import EMOTIONS
 
-METHODS = ("ground-truth", "s2v", "reference", "mismatch", "mean-face", "s2f-like")
+METHODS = ("ground-truth", "s2v", "s2v-raw-nu", "reference", "mismatch", "mean-face", "s2f-like")
 SPLITS = {"test": "seen (test clips)", "unseen": "unseen actors"}
 
 
@@ -124,7 +125,7 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
     teachers = Path(teachers) if teachers else _find(model, "teachers")
     syncnet = Path(syncnet) if syncnet else _find(model, "syncnet", required=False)
     judges = Judges(teachers, syncnet, pipe.gallery, device)
-    methods = ["ground-truth", "s2v"] + (["reference", "mismatch", "mean-face"] if baselines else [])
+    methods = ["ground-truth", "s2v"] + (["s2v-raw-nu"] if pipe.recall is not None else []) + (["reference", "mismatch", "mean-face"] if baselines else [])
     abl = None
     if ablation:
         abl = Speech2Video.from_pretrained(ablation, device=device)
@@ -142,7 +143,7 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
             c, nu, mu = (torch.from_numpy(x).to(device) for x in AudioFeatures.compute(pipe.cpc, pipe.students, audio,
                                                                                        device))
             others = [a for a in data.actors if a != actor]
-            nus = {"s2v": nu, "reference": still_nu[actor], "mismatch": still_nu[others[rng.integers(len(others))]],
+            nus = {"s2v": pipe.identity(nu[None])[0], "s2v-raw-nu": nu, "reference": still_nu[actor], "mismatch": still_nu[others[rng.integers(len(others))]],
                    "mean-face": mean_face}
             for m in methods:
                 if m == "ground-truth":

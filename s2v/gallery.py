@@ -39,6 +39,15 @@ class Gallery:
         """(B,) the id of the nearest seen actor for each ν."""
         return np.array(self.ids)[np.argmax(self.similarity(np.atleast_2d(nu)), 1)]
 
+    def recall(self, nu: np.ndarray, temperature: float) -> np.ndarray:
+        """Soft nearest seen identity: Σ_a softmax(cos(ν, ν̄*_a) / T)_a ν̄*_a for each row of `nu`. A small T
+        gives the nearest actor's mean ν*; ties blend. Beyond the paper: with few training identities the
+        generator has only learnt faces near them, so a voice unlike every seen one is mapped onto them."""
+        s = self.similarity(np.atleast_2d(nu)) / temperature
+        w = np.exp(s - s.max(1, keepdims=True))
+        w /= w.sum(1, keepdims=True)
+        return (w @ self.embeddings).astype(np.float32)
+
     def save(self, directory: str | os.PathLike) -> None:
         from safetensors.numpy import save_file
 

@@ -57,18 +57,25 @@ def _stage1_dir(model_dir: Path) -> Path:
     raise FileNotFoundError(f"{model_dir} has no stage1/ and its stage2.json names no stage 1 folder that exists")
 
 
+RECALL = 0.05  # default temperature of the identity recall (None: the voice's ν as is)
+
+
 class Speech2Video:
     def __init__(self, cpc: CPC, students: Students, generator: Generator, gallery: Gallery | None,
-                 fps: int = 30, device: str | torch.device = "cpu"):
+                 fps: int = 30, device: str | torch.device = "cpu", recall: float | None = RECALL):
         self.device = torch.device(device)
         self.cpc = cpc.to(self.device).eval()
         self.students = students.to(self.device).eval()
         self.generator = generator.to(self.device).eval()
         self.gallery = gallery
         self.fps = fps
+        self.recall = recall if gallery is not None else None
 
     @classmethod
-    def from_pretrained(cls, model: str | os.PathLike, device: str | None = None, fps: int = 30) -> "Speech2Video":
+    def from_pretrained(cls, model: str | os.PathLike, device: str | None = None, fps: int = 30,
+                        recall: float | None = RECALL) -> "Speech2Video":
+        """`recall`: temperature of the soft nearest-seen-identity mapping of ν (`Gallery.recall`);
+        None feeds the voice's ν to the generator as the paper does."""
         d = Path(model)
         if not d.is_dir():
             raise FileNotFoundError(f"no model folder {d}")
@@ -76,7 +83,13 @@ class Speech2Video:
         gallery = Gallery.load(s1 / "gallery") if (s1 / "gallery" / "gallery.json").exists() else None
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return cls(CPC.from_pretrained(s1 / "cpc"), Students.from_pretrained(s1 / "students"),
-                   Generator.from_pretrained(d / "generator"), gallery, fps, device)
+                   Generator.from_pretrained(d / "generator"), gallery, fps, device, recall)
+
+    def identity(self, nu: torch.Tensor) -> torch.Tensor:
+        """The ν the generator gets for a voice's ν (B, D): recalled onto the seen actors, or as is."""
+        if self.recall is None:
+            return nu
+        return torch.from_numpy(self.gallery.recall(nu.float().cpu().numpy(), self.recall)).to(nu.device)
 
     @torch.no_grad()
     def __call__(self, audio, *, max_seconds: float | None = 600.0, emotion: dict[str, float] | None = None,
@@ -111,6 +124,8 @@ class Speech2Video:
                 if actor not in self.gallery.ids:
                     raise ValueError(f"unknown actor {actor!r}; seen actors: {', '.join(self.gallery.ids)}")
                 nu = torch.from_numpy(self.gallery.embeddings[self.gallery.ids.index(actor)])[None].to(self.device)
+            else:
+                nu = self.identity(nu)
         n = num_frames(wav.size, self.fps)
         frames = generate_clip(self.generator, c[0], nu[0], mu[0], n, self.fps)
         frames = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -123,7 +123,7 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((out / "results.json").read_text())
     rows = {(x["split"], x["method"]): x for x in res["rows"]}
-    assert {m for _, m in rows} == {"ground-truth", "s2v", "reference", "mismatch", "mean-face"}
+    assert {m for _, m in rows} == {"ground-truth", "s2v", "s2v-raw-nu", "reference", "mismatch", "mean-face"}
     for (split, m), x in rows.items():
         assert x["clips"] >= 1 and x["lse_d"] is not None
         assert (x["ssim"] is None) == (m == "ground-truth")

@@ -42,7 +42,11 @@ def test_pipeline_on_real_speech(model_dir, speech_wav, tmp_path):
     r3 = pipe(speech_wav, emotion={"happy": 1.0}, emotion_weight=1.0)
     assert torch.softmax(torch.from_numpy(r3.mu), -1)[3] > 0.99 and r3.emotion == r.emotion
     r4 = pipe(speech_wav, actor="1001")
-    assert np.allclose(r4.nu, pipe.gallery.embeddings[0]) and not np.allclose(r.nu, r4.nu)
+    assert np.allclose(r4.nu, pipe.gallery.embeddings[0])
+    # by default ν is recalled onto the seen actors (one here); recall=None feeds the voice's ν as the paper does
+    assert np.allclose(r.nu, r4.nu, atol=1e-5)
+    raw = Speech2Video.from_pretrained(model_dir, device="cpu", recall=None)(speech_wav)
+    assert not np.allclose(raw.nu, r4.nu) and raw.identity == r.identity
     with pytest.raises(ValueError, match="unknown actor"):
         pipe(speech_wav, actor="9999")
 
@@ -71,3 +75,15 @@ def test_cli_generate(model_dir, speech_wav, tmp_path):
     r = subprocess.run([sys.executable, "-m", "s2v", "generate", str(bad), "-o", str(tmp_path / "x.mp4"), "--model",
                         str(model_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "error: could not read bad.mp3" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_gallery_recall():
+    from s2v.gallery import Gallery
+
+    emb = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32) * 5
+    g = Gallery(["a", "b", "c"], emb, np.zeros((3, 4, 4, 3), np.uint8), {k: {} for k in "abc"})
+    nu = np.array([[0.9, 0.5, 0.0], [0.1, 0.0, 2.0]], np.float32)
+    assert np.allclose(g.recall(nu, 0.01), emb[[0, 2]], atol=1e-3)  # nearest seen actor
+    assert np.allclose(g.recall(nu, 1e6), emb.mean(0), atol=1e-3)  # hot: the mean of all
+    mid = g.recall(nu[:1], 0.2)[0]
+    assert mid[0] > mid[1] > mid[2]  # in between: weighted by similarity
