@@ -69,9 +69,17 @@ def generate(audio_path):
     return emo, ids, video
 
 
+def _real_still(path) -> str | None:
+    """The example speaker's real still (assets/stills/ACTOR.png), when the file is one of the examples."""
+    if not path:
+        return None
+    still = ASSETS / "stills" / f"{Path(path).name.split('_')[0]}.png"
+    return str(still) if still.exists() else None
+
+
 def compare(seen, unseen):
     a, b = (_run(x)[2] if x else None for x in (seen, unseen))
-    return a, b
+    return a, _real_still(seen), b, _real_still(unseen)
 
 
 def _examples(kind: str) -> list[str]:
@@ -100,7 +108,8 @@ def build() -> gr.Blocks:
                 with gr.Column():
                     video = gr.Video(label="Generated clip", autoplay=True)
                     emo_plot = gr.BarPlot(x="emotion", y="probability", title="Emotion in the voice", y_lim=[0, 1])
-                    id_plot = gr.BarPlot(x="actor", y="similarity", title="Seen faces the voice recalls", sort="-y")
+                    id_plot = gr.BarPlot(x="actor", y="similarity", title="Seen faces the voice recalls", sort="-y",
+                                         y_lim=[0, 1])
                     stills = gr.Gallery(label="Those faces", columns=5, height=160)
             button.click(_run, [audio, emotion, weight], [emo_plot, id_plot, video, stills], api_name=False)
             # the public API: one audio file in; emotion bars, identity bars, video out
@@ -114,7 +123,10 @@ def build() -> gr.Blocks:
             go = gr.Button("Compare", variant="primary")
             with gr.Row():
                 v_seen, v_unseen = gr.Video(label="Seen", autoplay=True), gr.Video(label="Unseen", autoplay=True)
-            go.click(compare, [a_seen, a_unseen], [v_seen, v_unseen], api_name=False)
+            with gr.Row():
+                s_seen = gr.Image(label="The seen speaker, really", height=160, interactive=False)
+                s_unseen = gr.Image(label="The unseen speaker, really", height=160, interactive=False)
+            go.click(compare, [a_seen, a_unseen], [v_seen, s_seen, v_unseen, s_unseen], api_name=False)
     return demo
 
 

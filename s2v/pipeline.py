@@ -70,20 +70,23 @@ class Speech2Video:
         self.gallery = gallery
         self.fps = fps
         self.recall = recall if gallery is not None else None
+        self.source = ""  # where from_pretrained found the model
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike, device: str | None = None, fps: int = 30,
                         recall: float | None = RECALL) -> "Speech2Video":
         """`recall`: temperature of the soft nearest-seen-identity mapping of ν (`Gallery.recall`);
         None feeds the voice's ν to the generator as the paper does."""
-        d = Path(model)
-        if not d.is_dir():
-            raise FileNotFoundError(f"no model folder {d}")
+        from .hub import resolve_model
+
+        d, source = resolve_model(model)  # a folder, or a Hub id (bundled model if the Hub is unreachable)
         s1 = _stage1_dir(d)
         gallery = Gallery.load(s1 / "gallery") if (s1 / "gallery" / "gallery.json").exists() else None
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(CPC.from_pretrained(s1 / "cpc"), Students.from_pretrained(s1 / "students"),
+        pipe = cls(CPC.from_pretrained(s1 / "cpc"), Students.from_pretrained(s1 / "students"),
                    Generator.from_pretrained(d / "generator"), gallery, fps, device, recall)
+        pipe.source = source
+        return pipe
 
     def identity(self, nu: torch.Tensor) -> torch.Tensor:
         """The ν the generator gets for a voice's ν (B, D): recalled onto the seen actors, or as is."""

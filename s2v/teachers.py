@@ -15,7 +15,7 @@ Both teachers take (B, 3, H, W) RGB in [0, 1] and do their own resizing and norm
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch

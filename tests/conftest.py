@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("S2V_CACHE", str(Path(__file__).resolve().parent / "artifacts" / "cache"))
 
 
@@ -81,3 +86,38 @@ def build_tiny_model(prep: Path, out: Path, context: int = 1) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_prep, tmp_path_factory) -> Path:
     return build_tiny_model(tiny_prep, tmp_path_factory.mktemp("model"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_server(tiny_prep, tmp_path_factory):
+    """app.py launched on a tiny model (shared by the gradio_client and browser tests); yields its URL."""
+    d = build_tiny_model(tiny_prep, tmp_path_factory.mktemp("appmodel"), context=0)
+    port = _free_port()
+    env = {**os.environ, "S2V_MODEL": str(d), "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRADIO_ANALYTICS_ENABLED": "False", "S2V_MAX_SECONDS": "3"}
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    import urllib.request
+
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stdout.read())
+            time.sleep(1)
+    else:
+        proc.kill()
+        raise RuntimeError("app did not start")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)

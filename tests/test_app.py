@@ -1,11 +1,6 @@
 """The Gradio app through gradio_client against a launched server: good input, bad input, concurrency."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,44 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import build_tiny_model
-
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("gradio_client")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tiny_prep, tmp_path_factory):
-    d = build_tiny_model(tiny_prep, tmp_path_factory.mktemp("appmodel"), context=0)
-    port = _free_port()
-    env = {**os.environ, "S2V_MODEL": str(d), "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_ANALYTICS_ENABLED": "False", "S2V_MAX_SECONDS": "3"}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    import urllib.request
-
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except Exception:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read())
-            time.sleep(1)
-    else:
-        proc.kill()
-        raise RuntimeError("app did not start")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def _client(url):
@@ -59,10 +18,10 @@ def _client(url):
     return Client(url, verbose=False)
 
 
-def test_generate_endpoint(server, speech_wav):
+def test_generate_endpoint(app_server, speech_wav):
     from gradio_client import handle_file
 
-    emo, ids, video = _client(server).predict(handle_file(str(speech_wav)), api_name="/generate")
+    emo, ids, video = _client(app_server).predict(handle_file(str(speech_wav)), api_name="/generate")
     assert emo["columns"] == ["emotion", "probability"] and len(emo["data"]) == 6
     assert abs(sum(p for _, p in emo["data"]) - 1) < 1e-4
     assert ids["columns"] == ["actor", "similarity"] and ids["data"][0][0] == "1001"
@@ -70,11 +29,11 @@ def test_generate_endpoint(server, speech_wav):
     assert Path(v).exists() and Path(v).stat().st_size > 1000
 
 
-def test_bad_inputs_get_clear_errors_and_the_app_keeps_serving(server, speech_wav, tmp_path):
+def test_bad_inputs_get_clear_errors_and_the_app_keeps_serving(app_server, speech_wav, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    c = _client(server)
+    c = _client(app_server)
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(32000, np.float32), 16000)
     short = tmp_path / "short.wav"
@@ -92,11 +51,11 @@ def test_bad_inputs_get_clear_errors_and_the_app_keeps_serving(server, speech_wa
     assert Path(video["video"] if isinstance(video, dict) else video).exists()
 
 
-def test_four_concurrent_requests(server, speech_wav):
+def test_four_concurrent_requests(app_server, speech_wav):
     from gradio_client import handle_file
 
     def one(_):
-        return _client(server).predict(handle_file(str(speech_wav)), api_name="/generate")[2]
+        return _client(app_server).predict(handle_file(str(speech_wav)), api_name="/generate")[2]
 
     with ThreadPoolExecutor(4) as pool:
         videos = list(pool.map(one, range(4)))

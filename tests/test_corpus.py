@@ -13,7 +13,7 @@ import soundfile as sf
 from s2v.audio import SAMPLE_RATE, load_audio
 from s2v.corpus.__main__ import main as corpus_main
 from s2v.corpus.actors import SENTENCES, Actor, make_actors
-from s2v.corpus.make import ClipSpec, make_clip, render_clip, synth_speech
+from s2v.corpus.make import ClipSpec, synth_speech
 from s2v.corpus.motion import frame_rms, viseme
 from s2v.video import probe_video, read_video
 

@@ -87,3 +87,21 @@ def test_gallery_recall():
     assert np.allclose(g.recall(nu, 1e6), emb.mean(0), atol=1e-3)  # hot: the mean of all
     mid = g.recall(nu[:1], 0.2)[0]
     assert mid[0] > mid[1] > mid[2]  # in between: weighted by similarity
+
+
+def test_hub_id_falls_back_to_the_bundled_model_when_offline(model_dir, monkeypatch, tmp_path):
+    """A Hub id is tried first; with the Hub unreachable the bundled folder loads, with a warning that says so."""
+    import s2v.hub
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache: nothing to fall back on there
+    monkeypatch.setattr(s2v.hub, "BUNDLED", model_dir)
+    with pytest.warns(UserWarning, match="could not load someone/s2v-model from the Hugging Face Hub"):
+        pipe = Speech2Video.from_pretrained("someone/s2v-model", device="cpu")
+    assert "bundled" in pipe.source and pipe.generator is not None
+    monkeypatch.setattr(s2v.hub, "BUNDLED", tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="missing too"), pytest.warns(UserWarning):
+        Speech2Video.from_pretrained("someone/s2v-model", device="cpu")
+    with pytest.raises(FileNotFoundError, match="no model folder"):
+        Speech2Video.from_pretrained(tmp_path / "nothing-here", device="cpu")

@@ -60,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True, help="PNG path")
     s.add_argument("--actors", type=int, default=8, help="rows (seen and unseen actors)")
 
+    e = sub.add_parser("assets", help="example voices (seen and unseen) and stills for the app")
+    e.add_argument("--data", required=True, help="the prepared folder (for the splits)")
+    e.add_argument("--corpus", required=True, help="the corpus it was prepared from (for the wav files)")
+    e.add_argument("--out", default="assets")
+    e.add_argument("--seen", type=int, default=3)
+    e.add_argument("--unseen", type=int, default=3)
+
     args = p.parse_args(argv)
     try:
         if args.cmd == "make":
@@ -82,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             from .faces import make_faces
 
             summary = make_faces(args.out, args.identities, args.per_identity, args.size, args.seed, args.workers)
+        elif args.cmd == "assets":
+            from .assets import make_assets
+
+            summary = make_assets(args.data, args.corpus, args.out, args.seen, args.unseen)
         else:
             from .sheet import contact_sheet
 

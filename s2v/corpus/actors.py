@@ -6,7 +6,7 @@ rest of each voice and face is drawn independently per actor and has to be learn
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 

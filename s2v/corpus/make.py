@@ -64,7 +64,7 @@ def _channel(audio: np.ndarray, voice, rng: np.random.Generator) -> np.ndarray:
 
 def synth_speech(spec: ClipSpec) -> tuple[np.ndarray, list[tuple[str, float]]]:
     """The clip's speech at 16 kHz and its phonemes (name, start s), leading silence included."""
-    a, v = spec.actor, spec.actor.voice
+    v = spec.actor.voice
     k = LEVELS[spec.level] if spec.emotion != "NEU" else 0.0
     p = PROSODY[spec.emotion]
     rng = spec.rng(1)

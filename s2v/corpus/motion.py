@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, frame_to_sample
+from ..audio import frame_to_sample
 from .face import Mouth, Pose
 
 # viseme -> (open, width, close, teeth). open is the jaw at full speech energy.

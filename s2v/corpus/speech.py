@@ -68,7 +68,7 @@ class VoiceVariant:
 
     def text(self) -> str:
         """The variant file's text."""
-        lines = ["language variant", f"name s2v", f"gender {self.gender}", "",
+        lines = ["language variant", "name s2v", f"gender {self.gender}", "",
                  f"pitch {int(self.pitch_base_hz)} {int(self.pitch_base_hz + self.pitch_range_hz)}",
                  f"flutter {self.flutter}", f"roughness {self.roughness}"]
         for i, (f, h) in enumerate(zip(self.formant_scale, self.formant_height)):
