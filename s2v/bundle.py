@@ -1,0 +1,149 @@
+"""`python -m s2v.bundle`: assemble one model folder the pipeline, the app and the evaluation load.
+
+    python -m s2v.bundle --stage2 runs/stage2 --teachers runs/teachers --syncnet runs/syncnet \
+        --out checkpoints/default
+
+Layout of the folder (each part: config.json + model.safetensors + README.md, a model card):
+    generator/            F(c, ν, μ) (stage 2)
+    stage1/cpc/           the CPC audio encoder
+    stage1/students/      S_id, S_emo
+    stage1/gallery/       the seen actors: ids, stills, sex, age group, mean ν*
+    teachers/identity/    T_id, teachers/emotion/ T_emo (for the evaluation; the app does not need them)
+    syncnet/              the sync expert (for the evaluation)
+    model_index.json      where each part came from, its metrics, the settings; README.md: the card
+Weights are stored as float16 (`--dtype float32` to keep them) to keep the bundle small; they load
+back into float32 modules.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from .modeling import CARD, CONFIG, WEIGHTS
+
+
+def _copy_part(src: Path, dst: Path, dtype: torch.dtype, card: str | None = None) -> int:
+    """Copy a saved part, casting floating weights to `dtype`; returns its size in bytes."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    if not (src / CONFIG).exists() or not (src / WEIGHTS).exists():
+        raise FileNotFoundError(f"{src} is not a saved model part (no {CONFIG} + {WEIGHTS})")
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / CONFIG, dst / CONFIG)
+    with safe_open(str(src / WEIGHTS), "pt") as f:
+        meta = f.metadata() or {}
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    save_file(state, str(dst / WEIGHTS), metadata=meta)
+    text = card if card is not None else ((src / CARD).read_text() if (src / CARD).exists() else "")
+    (dst / CARD).write_text(text)
+    return (dst / WEIGHTS).stat().st_size
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _card(title: str, what: str, data: str, settings: dict, metrics: dict, limits: str) -> str:
+    keep = {k: v for k, v in settings.items() if k not in ("push_to_hub", "hub_model_id", "report_to",
+                                                            "resume_from_checkpoint", "output_dir")}
+    return (f"# {title}\n\n{what}\n\n## Training data\n\n{data}\n\n## Settings\n\n```\n{json.dumps(keep, indent=1)}\n```\n\n"
+            f"## Metrics\n\n```\n{json.dumps(metrics, indent=1)}\n```\n\n## Limitations\n\n{limits}\n")
+
+
+SYNTH = ("The synthetic CREMA-D-layout corpus of s2v (`python -m s2v.corpus make`): eSpeak NG voices with "
+         "per-actor timbre and acted prosody, drawn faces lip-synced to the phonemes; 24 seen actors x 12 "
+         "sentences x 6 emotions for training, 6 actors held out as unseen.")
+LIMITS = ("Trained on synthetic speech and drawn faces only: on real voices it draws the nearest synthetic face it "
+          "knows. Not a model of any real person.")
+
+
+def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path | None, out: str | Path,
+           dtype: str = "float16") -> dict:
+    stage2, out = Path(stage2), Path(out)
+    s2 = _read(stage2 / "stage2.json")
+    if not s2:
+        raise FileNotFoundError(f"{stage2}/stage2.json not found: is {stage2} a finished train/stage2.py run?")
+    stage1 = Path(s2["stage1"])
+    s1 = _read(stage1 / "stage1.json")
+    dt = getattr(torch, dtype)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    sizes = {}
+    s1_metrics = _read(stage1 / "metrics.json")
+    sizes["generator"] = _copy_part(stage2 / "generator", tmp / "generator", dt, _card(
+        "s2v generator (stage 2)", "F(c_t, ν, μ): the frame generator with its identity branch (paper section 2.2), "
+        "trained adversarially against D_ID, D_frame and D_sync with the upper-face L1 and gradient losses.",
+        SYNTH, s2.get("settings", {}), s2.get("metrics", {}), LIMITS))
+    cpc_meta = _read(Path(s1.get("cpc", "")) / "metrics.json") if s1.get("cpc") else {}
+    sizes["stage1/cpc"] = _copy_part(stage1 / "cpc", tmp / "stage1" / "cpc", dt, _card(
+        "s2v CPC audio encoder", "CPC_audio layout (g_enc five strided convolutions, g_ar LSTM), self-supervised "
+        "by InfoNCE 12 steps ahead; c_t feeds both the students and the generator.", SYNTH + " Seen actors' "
+        "training clips only.", {"source": s1.get("cpc")}, cpc_meta, LIMITS))
+    sizes["stage1/students"] = _copy_part(stage1 / "students", tmp / "stage1" / "students", dt, _card(
+        "s2v identity and emotion students (stage 1)", "S_id and S_emo distil the face teachers' ν and μ from the "
+        "voice (paper eq. 1-3, λ = 0.025).", SYNTH, s1.get("settings", {}), s1_metrics, LIMITS))
+    shutil.copytree(stage1 / "gallery", tmp / "stage1" / "gallery")
+    sizes["stage1/gallery"] = sum(f.stat().st_size for f in (tmp / "stage1" / "gallery").iterdir())
+    parts = {"generator": str(stage2), "stage1": str(stage1)}
+    if teachers:
+        teachers = Path(teachers)
+        t_metrics = _read(teachers / "metrics.json")
+        for name in ("identity", "emotion"):
+            sizes[f"teachers/{name}"] = _copy_part(teachers / name, tmp / "teachers" / name, dt, _card(
+                f"s2v {name} teacher", "T_id (VGG-Face layout, fc7 = ν*)" if name == "identity" else
+                "T_emo (SE-ResNet layout, CREMA-D's six classes = μ*)",
+                "The synthetic face pool of s2v (`python -m s2v.corpus faces`): drawn identities x six expressions.",
+                {}, t_metrics, LIMITS))
+        parts["teachers"] = str(teachers)
+    if syncnet:
+        syncnet = Path(syncnet)
+        sizes["syncnet"] = _copy_part(syncnet, tmp / "syncnet", dt, _card(
+            "s2v sync expert", "SyncNet layout (netcnnaud/netfcaud/netcnnlip/netfclip) on the lower half of the "
+            "face: LSE-C/LSE-D for the evaluation.", SYNTH, {}, _read(syncnet / "metrics.json"), LIMITS))
+        parts["syncnet"] = str(syncnet)
+    index = {"format": "s2v-bundle", "version": 1, "dtype": dtype, "parts": parts,
+             "stage1_metrics": s1_metrics, "stage2_settings": s2.get("settings", {}),
+             "bytes": sizes, "total_mb": round(sum(sizes.values()) / 2 ** 20, 2)}
+    (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
+    (tmp / CARD).write_text(
+        "# s2v default model\n\nSpeech in, talking face out (Speech2Video, cross-modal distillation). Load it with "
+        "`Speech2Video.from_pretrained(\"checkpoints/default\")`, `python -m s2v generate`, or `python app.py`.\n\n"
+        f"## Training data\n\n{SYNTH}\n\n## Parts\n\n" + "\n".join(f"- `{k}` ({v / 2 ** 20:.1f} MB)"
+                                                                 for k, v in sizes.items())
+        + f"\n\n## Stage 1 metrics\n\n```\n{json.dumps(s1_metrics, indent=1)}\n```\n\n"
+        "The full evaluation (python -m s2v.evaluate) is in the project README.\n\n"
+        f"## Limitations\n\n{LIMITS}\n")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return index
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m s2v.bundle", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stage2", required=True, help="a finished train/stage2.py run (its stage2.json names stage 1)")
+    p.add_argument("--teachers", default=None, help="train/teachers.py output (needed by the evaluation)")
+    p.add_argument("--syncnet", default=None, help="train/syncnet.py output (needed for LSE-C/D)")
+    p.add_argument("--out", default="checkpoints/default")
+    p.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    a = p.parse_args(argv)
+    try:
+        index = bundle(a.stage2, a.teachers, a.syncnet, a.out, a.dtype)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"out": a.out, "total_mb": index["total_mb"], "bytes": index["bytes"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

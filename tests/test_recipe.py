@@ -1,0 +1,66 @@
+"""The recipe (train/recipe.py) resumes where it stopped; the bundle (python -m s2v.bundle) loads and stays small."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _recipe(tmp, *extra):
+    return subprocess.run([sys.executable, "train/recipe.py", "--tiny", "--data", str(tmp / "data"), "--runs",
+                           str(tmp / "runs"), "--bundle", str(tmp / "bundle"), "--assets", str(tmp / "assets"),
+                           *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
+    dry = _recipe(tmp_path, "--dry-run")
+    assert dry.returncode == 0
+    order = [line.split("]")[0][1:] for line in dry.stdout.splitlines()]
+    assert order == ["corpus", "prepare", "faces", "teachers", "targets", "cpc", "stage1", "stage2", "syncnet",
+                     "assemble", "evaluate", "assets"]
+    assert "--resume-from-checkpoint latest" in dry.stdout
+    r = _recipe(tmp_path, "--until", "prepare")
+    assert r.returncode == 0, r.stderr
+    state = json.loads((tmp_path / "runs" / "recipe.json").read_text())
+    assert set(state) == {"corpus", "prepare"} and all(s["done"] and s["seconds"] > 0 for s in state.values())
+    assert (tmp_path / "data" / "prep64" / "index.json").exists()
+    again = _recipe(tmp_path, "--until", "prepare")
+    assert again.returncode == 0 and again.stdout.count("skipped") == 2
+    # a step whose output went missing is not done, whatever recipe.json says
+    (tmp_path / "data" / "prep64" / "report.json").unlink()
+    assert "[prepare] done in" in _recipe(tmp_path, "--until", "prepare").stdout
+    bad = _recipe(tmp_path, "--only", "nonsense")
+    assert bad.returncode == 2 and "unknown step" in bad.stderr
+
+
+def test_bundle_loads_in_float16_and_matches(tiny_model, tiny_prep, tmp_path, speech_wav):
+    from safetensors import safe_open
+
+    from s2v.bundle import bundle
+    from s2v.pipeline import Speech2Video
+
+    run = tmp_path / "stage2-run"
+    shutil.copytree(tiny_model / "generator", run / "generator")
+    (run / "stage2.json").write_text(json.dumps({"stage1": str(tiny_model / "stage1"), "settings": {"context": 0},
+                                                 "metrics": {"steps": 0}}))
+    out = tmp_path / "default"
+    index = bundle(run, tiny_prep.parent / "teachers", None, out)
+    assert {"generator", "stage1/cpc", "stage1/students", "stage1/gallery", "teachers/identity",
+            "teachers/emotion"} <= set(index["bytes"])
+    with safe_open(str(out / "generator" / "model.safetensors"), "pt") as f:
+        dtypes = {str(f.get_tensor(k).dtype) for k in f.keys()}
+    assert "torch.float16" in dtypes and "torch.float32" not in dtypes
+    for part in ("generator", "stage1/students", "teachers/identity"):
+        card = (out / part / "README.md").read_text()
+        assert all(h in card for h in ("## Training data", "## Settings", "## Metrics", "## Limitations")), part
+    size = lambda d: sum(p.stat().st_size for p in d.rglob("*.safetensors"))  # noqa: E731
+    assert size(out / "generator") < 0.6 * size(tiny_model / "generator")
+    a = Speech2Video.from_pretrained(out, device="cpu")(speech_wav)
+    b = Speech2Video.from_pretrained(tiny_model, device="cpu")(speech_wav)
+    assert a.frames.shape == b.frames.shape
+    assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 1.0  # float16 storage, same model
+    assert (out / "teachers" / "identity" / "config.json").exists() and not (tmp_path / "default.tmp").exists()

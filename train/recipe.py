@@ -1,0 +1,139 @@
+"""The whole recipe, from nothing to the bundled model: corpus -> prepare -> faces -> teachers -> CPC ->
+stage 1 -> stage 2 -> sync expert -> assembly of checkpoints/default -> evaluation -> app examples.
+
+    python train/recipe.py                      # everything, resuming where it stopped
+    python train/recipe.py --dry-run            # print the commands only
+    python train/recipe.py --from stage2        # redo from a step on (earlier outputs kept)
+    python train/recipe.py --only evaluate
+    python train/recipe.py --until stage1       # stop after a step
+
+Each step runs as its own command (the same ones the README documents, trainers under
+`accelerate launch`), logs to RUNS/recipe-logs/STEP.log, and is marked done in RUNS/recipe.json
+with its wall time once its output exists. A step that was interrupted reruns; the trainers
+resume from their latest checkpoint (`--resume-from-checkpoint latest`), the corpus and prepare
+steps keep finished clips. `--tiny` shrinks every step (2 actors, a few steps each) to check the
+plumbing in minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+LAUNCH = [PY, "-m", "accelerate.commands.launch", "--num_processes", "1"]
+
+
+def steps(a) -> list[tuple[str, list[str], Path]]:
+    """(name, command, the file whose existence marks the step done)."""
+    d, r = Path(a.data), Path(a.runs)
+    corpus, prep, faces = d / "crema-synth", d / f"prep{a.size}", d / "faces"
+    tiny = a.tiny
+    n = (lambda full, small: str(small if tiny else full))  # noqa: E731
+    resume = ["--resume-from-checkpoint", "latest"]
+    common = ["--num-workers", n(2, 0)]
+    return [
+        ("corpus", [PY, "-m", "s2v.corpus", "make", "--out", str(corpus), "--seen", n(24, 2), "--unseen", n(6, 1),
+                    "--sentences", n(12, 2), "--size", n(128, 64)], corpus / "actors.json"),
+        ("prepare", [PY, "-m", "s2v.corpus", "prepare", "--dataset", "crema-d", "--root", str(corpus), "--out",
+                     str(prep), "--size", str(a.size)], prep / "report.json"),
+        ("faces", [PY, "-m", "s2v.corpus", "faces", "--out", str(faces), "--identities", n(200, 12),
+                   "--per-identity", n(24, 4), "--size", str(a.size)], faces / "labels.csv"),
+        ("teachers", [*LAUNCH, "train/teachers.py", "--data", str(faces), "--output-dir", str(r / "teachers"),
+                      "--max-steps", n(2500, 4), "--batch-size", n(64, 8), "--holdout-identities", n(20, 4),
+                      "--image-size", str(a.size), *common, *resume], r / "teachers" / "metrics.json"),
+        ("targets", [PY, "-m", "s2v.targets", "--data", str(prep), "--teachers", str(r / "teachers")],
+         prep / "targets.npz"),
+        ("cpc", [*LAUNCH, "train/cpc.py", "--data", str(prep), "--output-dir", str(r / "cpc"), "--max-steps",
+                 n(1000, 4), "--batch-size", n(8, 4), *common, *resume], r / "cpc" / "metrics.json"),
+        ("stage1", [*LAUNCH, "train/stage1.py", "--data", str(prep), "--cpc", str(r / "cpc"), "--teachers",
+                    str(r / "teachers"), "--output-dir", str(r / "stage1"), "--pool", "mean", "--distill",
+                    "teacher-weighted", "--max-steps", n(3000, 4), "--batch-size", n(64, 4), *common, *resume],
+         r / "stage1" / "metrics.json"),
+        ("stage2", [*LAUNCH, "train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers",
+                    str(r / "teachers"), "--output-dir", str(r / "stage2"), "--context", "2", "--lambda-lower", "10",
+                    "--batch-size", n(16, 4), "--max-steps", n(3000, 4), "--checkpointing-steps", n(250, 2),
+                    "--sample-steps", n(500, 2), *common, *resume], r / "stage2" / "stage2.json"),
+        ("syncnet", [*LAUNCH, "train/syncnet.py", "--data", str(prep), "--output-dir", str(r / "syncnet"),
+                     "--max-steps", n(1500, 4), "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2),
+                     *(["--min-shift", "1", "--candidates", "3", "--eval-clips", "2"] if tiny else []), *common,
+                     *resume], r / "syncnet" / "metrics.json"),
+        ("assemble", [PY, "-m", "s2v.bundle", "--stage2", str(r / "stage2"), "--teachers", str(r / "teachers"),
+                      "--syncnet", str(r / "syncnet"), "--out", str(a.bundle)], Path(a.bundle) / "model_index.json"),
+        ("evaluate", [PY, "-m", "s2v.evaluate", "--data", str(prep), "--model", str(a.bundle), "--out",
+                      str(r / "eval"), "--baselines", "--limit", n(100, 2)], r / "eval" / "results.json"),
+        ("assets", [PY, "-m", "s2v.corpus", "assets", "--data", str(prep), "--corpus", str(corpus), "--out",
+                    str(a.assets)], Path(a.assets) / "voices" / "unseen"),
+    ]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="data", help="where the corpus, face pool and prepared shards go")
+    p.add_argument("--runs", default="runs", help="where the training runs go")
+    p.add_argument("--bundle", default="checkpoints/default", help="the assembled model folder")
+    p.add_argument("--assets", default="assets", help="the app's example voices and stills")
+    p.add_argument("--size", type=int, default=64, help="face side in pixels (64: the CPU default; 128 on a GPU)")
+    p.add_argument("--from", dest="start", default=None, help="rerun from this step on")
+    p.add_argument("--only", default=None, help="run just this step")
+    p.add_argument("--until", default=None, help="stop after this step")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--tiny", action="store_true", help="every step shrunk: a plumbing check in minutes")
+    a = p.parse_args(argv)
+    plan = steps(a)
+    names = [s[0] for s in plan]
+    for opt in (a.start, a.only, a.until):
+        if opt and opt not in names:
+            p.error(f"unknown step {opt!r}; steps: {', '.join(names)}")
+    state_path = Path(a.runs) / "recipe.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    logs = Path(a.runs) / "recipe-logs"
+    total = time.time()
+    for k, (name, cmd, marker) in enumerate(plan):
+        forced = (a.only == name) or (a.start is not None and k >= names.index(a.start))
+        if a.only and a.only != name:
+            continue
+        if a.until and k > names.index(a.until):
+            break
+        done = state.get(name, {}).get("done") and marker.exists()
+        line = " ".join(shlex.quote(c) for c in cmd)
+        if a.dry_run:
+            print(f"[{name}] {'(done) ' if done and not forced else ''}{line}")
+            continue
+        if done and not forced:
+            print(f"[{name}] done in {state[name]['seconds']:.0f} s earlier; skipped")
+            continue
+        logs.mkdir(parents=True, exist_ok=True)
+        print(f"[{name}] {line}\n[{name}] log: {logs / (name + '.log')}", flush=True)
+        prev = state.get(name, {})
+        carried = 0.0 if prev.get("done") else prev.get("partial_seconds", 0.0)  # time spent before an interruption
+        t0 = time.time()
+        with open(logs / f"{name}.log", "a") as log:
+            rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        seconds = time.time() - t0 + carried
+        if rc != 0 or not marker.exists():
+            state[name] = {"done": False, "partial_seconds": seconds, "rc": rc}
+            state_path.parent.mkdir(parents=True, exist_ok=True)
+            state_path.write_text(json.dumps(state, indent=1))
+            print(f"[{name}] failed (exit {rc}); see {logs / (name + '.log')}. Rerun to resume.", file=sys.stderr)
+            return 1
+        state[name] = {"done": True, "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        state_path.write_text(json.dumps(state, indent=1))
+        print(f"[{name}] done in {seconds / 60:.1f} min", flush=True)
+    if not a.dry_run:
+        done = {n: s["seconds"] for n, s in state.items() if s.get("done")}
+        print(json.dumps({"step_seconds": done, "total_minutes": round(sum(done.values()) / 60, 1),
+                          "this_call_minutes": round((time.time() - total) / 60, 1)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
