@@ -16,6 +16,7 @@ class Gallery:
     embeddings: np.ndarray  # (A, D) mean ν* per actor
     stills: np.ndarray  # (A, H, W, 3) uint8
     actors: dict[str, dict]  # id -> {sex, age_group, ...}
+    voice: np.ndarray | None = None  # (A, D) mean student ν over the actor's training clips (what stage 2 saw)
 
     @classmethod
     def build(cls, data, targets: dict) -> "Gallery":
@@ -40,20 +41,35 @@ class Gallery:
         return np.array(self.ids)[np.argmax(self.similarity(np.atleast_2d(nu)), 1)]
 
     def recall(self, nu: np.ndarray, temperature: float) -> np.ndarray:
-        """Soft nearest seen identity: Σ_a softmax(cos(ν, ν̄*_a) / T)_a ν̄*_a for each row of `nu`. A small T
-        gives the nearest actor's mean ν*; ties blend. Beyond the paper: with few training identities the
-        generator has only learnt faces near them, so a voice unlike every seen one is mapped onto them."""
-        s = self.similarity(np.atleast_2d(nu)) / temperature
+        """Soft nearest seen identity: Σ_a softmax(cos(ν, v_a) / T)_a v_a for each row of `nu`, where v_a is
+        the actor's mean student ν (`voice`, the inputs the generator was trained on) or, without it, the
+        mean ν*. A small T gives the nearest actor's; ties blend. Beyond the paper: with few training
+        identities the generator has only learnt faces near them, so a voice unlike every seen one is
+        mapped onto them."""
+        ref = self.embeddings if self.voice is None else self.voice
+        a = np.atleast_2d(nu)
+        a = a / (np.linalg.norm(a, axis=-1, keepdims=True) + 1e-8)
+        s = a @ (ref / (np.linalg.norm(ref, axis=-1, keepdims=True) + 1e-8)).T / temperature
         w = np.exp(s - s.max(1, keepdims=True))
         w /= w.sum(1, keepdims=True)
-        return (w @ self.embeddings).astype(np.float32)
+        return (w @ ref).astype(np.float32)
+
+    def with_voice(self, data, nu: np.ndarray, ids: list[int]) -> "Gallery":
+        """Set `voice` from the students' ν of clips `ids` (rows of `nu`) of a `Prepared` dataset."""
+        actors = np.array([data.clips[i]["actor"] for i in ids])
+        self.voice = np.stack([nu[actors == a].mean(0) if (actors == a).any() else self.embeddings[k]
+                               for k, a in enumerate(self.ids)]).astype(np.float32)
+        return self
 
     def save(self, directory: str | os.PathLike) -> None:
         from safetensors.numpy import save_file
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        save_file({"embeddings": self.embeddings, "stills": self.stills}, str(d / "gallery.safetensors"))
+        arrays = {"embeddings": self.embeddings, "stills": self.stills}
+        if self.voice is not None:
+            arrays["voice"] = self.voice
+        save_file(arrays, str(d / "gallery.safetensors"))
         (d / "gallery.json").write_text(json.dumps({"ids": self.ids, "actors": self.actors}, indent=1))
 
     @classmethod
@@ -63,4 +79,4 @@ class Gallery:
         d = Path(directory)
         meta = json.loads((d / "gallery.json").read_text())
         arrays = load_file(str(d / "gallery.safetensors"))
-        return cls(meta["ids"], arrays["embeddings"], arrays["stills"], meta["actors"])
+        return cls(meta["ids"], arrays["embeddings"], arrays["stills"], meta["actors"], arrays.get("voice"))

@@ -105,3 +105,15 @@ def test_hub_id_falls_back_to_the_bundled_model_when_offline(model_dir, monkeypa
         Speech2Video.from_pretrained("someone/s2v-model", device="cpu")
     with pytest.raises(FileNotFoundError, match="no model folder"):
         Speech2Video.from_pretrained(tmp_path / "nothing-here", device="cpu")
+
+
+def test_gallery_recall_onto_voice_means(tmp_path):
+    """With the students' mean ν per actor (`voice`), recall weighs and returns those, and they survive save/load."""
+    from s2v.gallery import Gallery
+
+    emb = np.eye(3, dtype=np.float32) * 5
+    voice = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1]], np.float32)
+    g = Gallery(["a", "b", "c"], emb, np.zeros((3, 4, 4, 3), np.uint8), {k: {} for k in "abc"}, voice)
+    assert np.allclose(g.recall(np.array([[0.1, 1.0, 0.9]], np.float32), 0.01), voice[1], atol=1e-3)
+    g.save(tmp_path / "g")
+    assert np.allclose(Gallery.load(tmp_path / "g").voice, voice)

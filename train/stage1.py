@@ -180,6 +180,8 @@ def main(args) -> dict:
 
     u_cpc, u_students = acc.unwrap_model(cpc), acc.unwrap_model(students)
     gallery = Gallery.build(data, targets)
+    nu_train, _ = predict(u_cpc, u_students, data, train_ids, max_samples, acc.device)
+    gallery.with_voice(data, nu_train, train_ids)  # where identity recall maps a voice (the pipeline's default)
     metrics = {**report(u_cpc, u_students, data, gallery, max_samples, acc.device), "steps": step,
                "final_loss": round(float(terms["total"].item()), 5)}
     acc.print(json.dumps(metrics))
