@@ -37,8 +37,11 @@ class AudioFeatures:
     @torch.no_grad()
     def compute(cpc: CPC, students: Students, audio: np.ndarray, device="cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(c (T, H), ν (D,), μ (6,)) of one clip's audio."""
-        c, _ = cpc(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(device))
-        nu, mu = students(c)
+        from .students import audio_level
+
+        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(device)
+        c, _ = cpc(x)
+        nu, mu = students(c, level=audio_level(x))
         return c[0].float().cpu().numpy(), nu[0].float().cpu().numpy(), mu[0].float().cpu().numpy()
 
     @classmethod

@@ -24,7 +24,7 @@ from .corpus.actors import EMOTION_NAMES, EMOTIONS
 from .cpc import CPC
 from .gallery import Gallery
 from .generator import Generator, generate_clip
-from .students import Students
+from .students import Students, audio_level
 
 
 @dataclass
@@ -42,7 +42,8 @@ class Result:
         """MP4 (H.264 + AAC, browser-playable) with the speech as its sound."""
         from .video import write_video
 
-        write_video(path, self.frames, self.fps, self.audio, SAMPLE_RATE, fmt="mp4", upscale=upscale)
+        write_video(path, self.frames, self.fps, self.audio, SAMPLE_RATE, fmt="mp4", upscale=upscale,
+                    preset="veryfast")  # for display: encode speed over file size
         return Path(path)
 
 
@@ -110,7 +111,7 @@ class Speech2Video:
         notices += [str(w.message) for w in caught if issubclass(w.category, AudioCappedWarning)]
         x = torch.from_numpy(wav)[None].to(self.device)
         c, _ = self.cpc(x)
-        nu, mu = self.students(c)
+        nu, mu = self.students(c, level=audio_level(x))
         probs = torch.softmax(mu, -1)[0]
         if emotion and emotion_weight > 0:
             target = torch.tensor([float(emotion.get(e, emotion.get(EMOTION_NAMES[e], 0.0))) for e in EMOTIONS],

@@ -48,6 +48,7 @@ class StudentsConfig:
     hidden: int = 512
     pool: str = "last"  # last: ω = c_T as in the paper; mean: ω = mean of c_t over t
     dropout: float = 0.1
+    emo_level: bool = False  # beyond the paper: S_emo also reads the input's loudness (log RMS, `audio_level`)
 
 
 def _mlp(i: int, h: int, o: int, p: float) -> nn.Sequential:
@@ -67,7 +68,7 @@ class Students(Pretrained):
         if config.pool not in ("last", "mean"):
             raise ValueError(f"pool must be 'last' or 'mean', got {config.pool!r}")
         self.s_id = _mlp(config.in_dim, config.hidden, config.id_dim, config.dropout)
-        self.s_emo = _mlp(config.in_dim, config.hidden, config.emo_dim, config.dropout)
+        self.s_emo = _mlp(config.in_dim + int(config.emo_level), config.hidden, config.emo_dim, config.dropout)
 
     def omega(self, c: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """ω from c (B, T, H): c_T (the last valid step) or the mean over the valid steps."""
@@ -80,7 +81,24 @@ class Students(Pretrained):
         mask = (torch.arange(t, device=c.device)[None] < lengths[:, None]).to(c.dtype)
         return (c * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
 
-    def forward(self, c: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """c is (B, T, H) context vectors, or an already pooled ω (B, H)."""
+    def forward(self, c: torch.Tensor, lengths: torch.Tensor | None = None,
+                level: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """c is (B, T, H) context vectors, or an already pooled ω (B, H); `level` (B, 1) is `audio_level` of
+        the input, read by S_emo when the config says so (the CPC normalises each input, so c has no loudness)."""
         w = c if c.ndim == 2 else self.omega(c, lengths)
-        return self.s_id(w), self.s_emo(w)
+        e = w
+        if self.config.emo_level:
+            if level is None:
+                raise ValueError("these students read the input's level: pass level=audio_level(wav)")
+            e = torch.cat([w, level.to(w.dtype).view(-1, 1)], 1)
+        return self.s_id(w), self.s_emo(e)
+
+
+def audio_level(wav: torch.Tensor, n_samples: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, N) waveform -> (B, 1) log RMS over each row's first n_samples (all when None)."""
+    if n_samples is None:
+        power = wav.float().pow(2).mean(1)
+    else:
+        mask = (torch.arange(wav.shape[1], device=wav.device)[None] < n_samples.to(wav.device)[:, None]).float()
+        power = (wav.float().pow(2) * mask).sum(1) / mask.sum(1).clamp_min(1)
+    return (0.5 * torch.log(power + 1e-10))[:, None]

@@ -137,14 +137,14 @@ def test_stage1_two_steps_resume_and_outputs(tiny_prep, tiny_cpc, tmp_path):
     teachers = tiny_prep.parent / "teachers"
     base = ["--data", str(tiny_prep), "--cpc", str(tiny_cpc), "--teachers", str(teachers), "--output-dir", str(out),
             "--batch-size", "4", "--checkpointing-steps", "2", "--num-workers", "0"]
-    r = _launch("stage1.py", *base, "--max-steps", "2")
+    r = _launch("stage1.py", *base, "--max-steps", "2", "--emo-level")
     assert r.returncode == 0, r.stderr[-2000:]
     for part in ("cpc/model.safetensors", "students/model.safetensors", "gallery/gallery.json", "metrics.json",
                  "README.md", "checkpoint-2/s2v_step.json"):
         assert (out / part).exists(), part
     m = json.loads((out / "metrics.json").read_text())
     assert {"identity_top1_seen_test", "unseen_sex_agreement"} <= set(m) or {"unseen_sex_agreement"} <= set(m)
-    r = _launch("stage1.py", *base, "--max-steps", "4", "--resume-from-checkpoint", "latest")
+    r = _launch("stage1.py", *base, "--max-steps", "4", "--resume-from-checkpoint", "latest", "--emo-level")
     assert r.returncode == 0 and "at step 2" in r.stdout + r.stderr
     assert json.loads((out / "metrics.json").read_text())["steps"] == 4
     from s2v.gallery import Gallery
@@ -152,6 +152,7 @@ def test_stage1_two_steps_resume_and_outputs(tiny_prep, tiny_cpc, tmp_path):
     g = Gallery.load(out / "gallery")
     assert g.ids == ["1001"] and g.stills.shape == (1, 32, 32, 3)  # 1002 is unseen: not in the gallery
     assert g.nearest(g.embeddings)[0] == "1001"
+    assert g.voice is not None and g.voice.shape == g.embeddings.shape  # students' mean ν: the recall targets
 
 
 def test_stage1_loss_goes_down(tiny_prep, tiny_cpc, tmp_path):
@@ -174,3 +175,25 @@ def test_stage1_loss_goes_down(tiny_prep, tiny_cpc, tmp_path):
     floor = sum(float(-torch.log_softmax(torch.from_numpy(t[k][train]), -1).max(-1).values.mean())
                 for k in ("nu_star", "mu_star"))
     assert len(loss) == 40 and np.mean(loss[-8:]) - floor < 0.5 * (np.mean(loss[:8]) - floor), (floor, loss)
+
+
+def test_emotion_student_reads_the_level():
+    """--emo-level: S_emo sees the input's log RMS (the CPC normalises each input, so c has no loudness)."""
+    import math
+
+    import torch
+
+    from s2v.students import Students, StudentsConfig, audio_level
+
+    wav = torch.zeros(2, 1000)
+    wav[0, :500] = 0.1  # half the row is padding: the level ignores it
+    wav[1] = 0.01
+    lv = audio_level(wav, torch.tensor([500, 1000]))
+    assert torch.allclose(lv[:, 0], torch.tensor([math.log(0.1), math.log(0.01)]), atol=1e-4)
+    s = Students(StudentsConfig(in_dim=8, id_dim=4, emo_dim=6, hidden=16, emo_level=True)).eval()
+    w = torch.randn(2, 8)
+    with pytest.raises(ValueError, match="level"):
+        s(w)
+    nu_a, mu_a = s(w, level=torch.tensor([[-2.0], [-2.0]]))
+    nu_b, mu_b = s(w, level=torch.tensor([[-5.0], [-5.0]]))
+    assert torch.equal(nu_a, nu_b) and not torch.allclose(mu_a, mu_b)  # identity ignores loudness, emotion reads it

@@ -27,7 +27,7 @@ from s2v.corpus.actors import EMOTIONS  # noqa: E402
 from s2v.cpc import CPC  # noqa: E402
 from s2v.data import Prepared  # noqa: E402
 from s2v.gallery import Gallery  # noqa: E402
-from s2v.students import Students, StudentsConfig, stage1_loss  # noqa: E402
+from s2v.students import Students, StudentsConfig, audio_level, stage1_loss  # noqa: E402
 from s2v.targets import ensure_targets  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 
@@ -40,6 +40,8 @@ def parse_args(argv=None):
     p.add_argument("--pool", default="last", choices=("last", "mean"), help="ω = c_T (paper) or mean over t")
     p.add_argument("--distill", default="as-written", choices=("as-written", "teacher-weighted"),
                    help="eq. 3 as the paper writes it, or with the arguments swapped (soft-target cross-entropy)")
+    p.add_argument("--emo-level", action="store_true",
+                   help="beyond the paper: S_emo also reads the input's loudness (the CPC normalises it away)")
     p.add_argument("--finetune-cpc", action="store_true", help="train the CPC with the students")
     p.add_argument("--cpc-learning-rate", type=float, default=5e-5)
     p.add_argument("--max-seconds", type=float, default=6.0, help="audio per clip fed to the CPC")
@@ -63,37 +65,38 @@ class Clips(torch.utils.data.Dataset):
 
 
 def collate(items):
-    """Zero-pad audio to the longest; lengths in CPC frames (c_T is read at each clip's own end)."""
+    """Zero-pad audio to the longest; each clip's length in samples (c_T is read at its own end)."""
     wavs, nu, mu, idx = zip(*items)
     n = max(w.numel() for w in wavs)
     batch = torch.zeros(len(wavs), n)
     for j, w in enumerate(wavs):
         batch[j, : w.numel()] = w
-    lengths = torch.tensor([w.numel() // CPC_HOP for w in wavs])
-    return batch, lengths, torch.stack(nu), torch.stack(mu), torch.tensor(idx)
+    n_samples = torch.tensor([w.numel() for w in wavs])
+    return batch, n_samples, torch.stack(nu), torch.stack(mu), torch.tensor(idx)
 
 
 @torch.no_grad()
 def encode_all(cpc: CPC, data: Prepared, ids: list[int], max_samples: int, device, batch: int = 16):
-    """(len(ids), T_max, H) is too big to keep: return per-clip (c_T, mean c) instead."""
-    last, mean = [], []
+    """(len(ids), T_max, H) is too big to keep: return per-clip (c_T, mean c, audio level) instead."""
+    last, mean, level = [], [], []
     for s in range(0, len(ids), batch):
-        wav, lengths, *_ = collate([(torch.from_numpy(data.audio(i)[:max_samples]), torch.zeros(1), torch.zeros(1), i)
-                                    for i in ids[s:s + batch]])
+        wav, n_samples, *_ = collate([(torch.from_numpy(data.audio(i)[:max_samples]), torch.zeros(1), torch.zeros(1),
+                                       i) for i in ids[s:s + batch]])
         c, _ = cpc(wav.to(device))
-        lengths = lengths.to(device).clamp(1, c.shape[1])
+        level.append(audio_level(wav, n_samples))
+        lengths = (n_samples // CPC_HOP).to(device).clamp(1, c.shape[1])
         last.append(c[torch.arange(len(lengths)), lengths - 1].float().cpu())
         mask = (torch.arange(c.shape[1], device=device)[None] < lengths[:, None]).float()
         mean.append(((c * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)).float().cpu())
-    return torch.cat(last), torch.cat(mean)
+    return torch.cat(last), torch.cat(mean), torch.cat(level)
 
 
 @torch.no_grad()
 def predict(cpc: CPC, students: Students, data: Prepared, ids: list[int], max_samples: int, device):
     cpc.eval(), students.eval()
-    last, mean = encode_all(cpc, data, ids, max_samples, device)
+    last, mean, level = encode_all(cpc, data, ids, max_samples, device)
     w = (last if students.config.pool == "last" else mean).to(device)
-    nu, mu = students.s_id(w), students.s_emo(w)
+    nu, mu = students(w, level=level.to(device))
     return nu.cpu().numpy(), mu.cpu().numpy()
 
 
@@ -131,7 +134,8 @@ def main(args) -> dict:
     max_samples = int(args.max_seconds * SAMPLE_RATE)
     cpc = CPC.from_pretrained(args.cpc)
     students = Students(StudentsConfig(in_dim=cpc.dim, id_dim=targets["nu_star"].shape[1],
-                                       emo_dim=targets["mu_star"].shape[1], pool=args.pool))
+                                       emo_dim=targets["mu_star"].shape[1], pool=args.pool,
+                                       emo_level=args.emo_level))
     train_ids = data.split("train")
     groups = [{"params": students.parameters(), "lr": args.learning_rate}]
     if args.finetune_cpc:
@@ -144,9 +148,9 @@ def main(args) -> dict:
                                              shuffle=True, drop_last=True, collate_fn=collate,
                                              num_workers=args.num_workers)
     else:  # ω of every clip once; the students train on those vectors
-        last, mean = encode_all(cpc.to(acc.device), data, train_ids, max_samples, acc.device)
+        last, mean, level = encode_all(cpc.to(acc.device), data, train_ids, max_samples, acc.device)
         w = last if args.pool == "last" else mean
-        ds = torch.utils.data.TensorDataset(w, torch.from_numpy(targets["nu_star"][train_ids]),
+        ds = torch.utils.data.TensorDataset(w, level, torch.from_numpy(targets["nu_star"][train_ids]),
                                             torch.from_numpy(targets["mu_star"][train_ids]))
         loader = torch.utils.data.DataLoader(ds, batch_size=min(args.batch_size, len(ds)), shuffle=True,
                                              drop_last=True)
@@ -158,14 +162,14 @@ def main(args) -> dict:
     batches = infinite(loader)
     while step < args.max_steps:
         if args.finetune_cpc:
-            wav, lengths, nu_star, mu_star, _ = next(batches)
+            wav, n_samples, nu_star, mu_star, _ = next(batches)
             with acc.autocast():
                 c, _ = cpc(wav)
-                nu, mu = students(c, lengths.clamp(max=c.shape[1]))
+                nu, mu = students(c, (n_samples // CPC_HOP).clamp(max=c.shape[1]), level=audio_level(wav, n_samples))
         else:
-            w, nu_star, mu_star = next(batches)
+            w, level, nu_star, mu_star = next(batches)
             with acc.autocast():
-                nu, mu = students(w)
+                nu, mu = students(w, level=level)
         terms = stage1_loss(mu.float(), mu_star, nu.float(), nu_star, distill=args.distill)
         opt.zero_grad(set_to_none=True)
         acc.backward(terms["total"])
