@@ -64,8 +64,28 @@ LIMITS = ("Trained on synthetic speech and drawn faces only: on real voices it d
           "knows. Not a model of any real person.")
 
 
+def _swap_emotion_student(students_dir: Path, emotion_dir: Path, dst: Path) -> None:
+    """Write into `dst` (a copied students part) S_emo's weights and emo_level from `emotion_dir`, keeping S_id.
+    Allowed because eq. 2's identity and emotion terms are separate and the CPC is frozen: S_emo can be
+    improved without touching the ν that stage 2 was trained on. Both must read the same CPC (checked)."""
+    from safetensors.torch import load_file, save_file
+
+    a, b = json.loads((students_dir / CONFIG).read_text()), json.loads((emotion_dir / CONFIG).read_text())
+    for key in ("in_dim", "emo_dim", "hidden", "pool"):
+        if a.get(key) != b.get(key):
+            raise ValueError(f"the emotion student differs in {key}: {a.get(key)} vs {b.get(key)}")
+    state = load_file(str(dst / WEIGHTS))
+    emo = load_file(str(emotion_dir / WEIGHTS))
+    dtype = next(iter(state.values())).dtype
+    state = {k: v for k, v in state.items() if not k.startswith("s_emo.")}
+    state.update({k: v.to(dtype) for k, v in emo.items() if k.startswith("s_emo.")})
+    save_file(state, str(dst / WEIGHTS), metadata={"model_type": a.get("model_type", "")})
+    a["emo_level"] = b.get("emo_level", False)
+    (dst / CONFIG).write_text(json.dumps(a, indent=1))
+
+
 def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path | None, out: str | Path,
-           dtype: str = "float16") -> dict:
+           dtype: str = "float16", emotion_from: str | Path | None = None) -> dict:
     stage2, out = Path(stage2), Path(out)
     s2 = _read(stage2 / "stage2.json")
     if not s2:
@@ -90,9 +110,24 @@ def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path 
     sizes["stage1/students"] = _copy_part(stage1 / "students", tmp / "stage1" / "students", dt, _card(
         "s2v identity and emotion students (stage 1)", "S_id and S_emo distil the face teachers' ν and μ from the "
         "voice (paper eq. 1-3, λ = 0.025).", SYNTH, s1.get("settings", {}), s1_metrics, LIMITS))
+    if emotion_from:  # S_emo from another stage-1 run on the same CPC (see _swap_emotion_student)
+        e1 = Path(emotion_from)
+        if Path(_read(e1 / "stage1.json").get("cpc", "")).resolve() != Path(s1.get("cpc", "")).resolve():
+            raise ValueError(f"{e1} was trained on another CPC than {stage1}")
+        _swap_emotion_student(stage1 / "students", e1 / "students", tmp / "stage1" / "students")
+        e_metrics = _read(e1 / "metrics.json")
+        s1_metrics = {**s1_metrics, "emotion_accuracy_seen_test": e_metrics.get("emotion_accuracy_seen_test"),
+                      "emotion_from": str(e1)}
+        card = (tmp / "stage1" / "students" / CARD).read_text()
+        (tmp / "stage1" / "students" / CARD).write_text(card.replace("## Metrics", (
+            f"S_emo comes from `{e1}` (same CPC; settings {json.dumps(_read(e1 / 'stage1.json').get('settings', {}))}); "
+            "S_id from the run stage 2 was trained on.\n\n## Metrics")).replace(
+            json.dumps(_read(stage1 / "metrics.json"), indent=1), json.dumps(s1_metrics, indent=1)))
     shutil.copytree(stage1 / "gallery", tmp / "stage1" / "gallery")
     sizes["stage1/gallery"] = sum(f.stat().st_size for f in (tmp / "stage1" / "gallery").iterdir())
     parts = {"generator": str(stage2), "stage1": str(stage1)}
+    if emotion_from:
+        parts["emotion_student"] = str(emotion_from)
     if teachers:
         teachers = Path(teachers)
         t_metrics = _read(teachers / "metrics.json")
@@ -135,10 +170,12 @@ def main(argv=None) -> int:
     p.add_argument("--syncnet", default=None, help="train/syncnet.py output (needed for LSE-C/D)")
     p.add_argument("--out", default="checkpoints/default")
     p.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    p.add_argument("--emotion-from", default=None,
+                   help="a stage-1 run on the same CPC whose emotion student replaces the one stage 2 was trained with")
     a = p.parse_args(argv)
     try:
-        index = bundle(a.stage2, a.teachers, a.syncnet, a.out, a.dtype)
-    except FileNotFoundError as exc:
+        index = bundle(a.stage2, a.teachers, a.syncnet, a.out, a.dtype, a.emotion_from)
+    except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"out": a.out, "total_mb": index["total_mb"], "bytes": index["bytes"]}, indent=1))

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,3 +65,37 @@ def test_bundle_loads_in_float16_and_matches(tiny_model, tiny_prep, tmp_path, sp
     assert a.frames.shape == b.frames.shape
     assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 1.0  # float16 storage, same model
     assert (out / "teachers" / "identity" / "config.json").exists() and not (tmp_path / "default.tmp").exists()
+
+
+def test_bundle_takes_the_emotion_student_from_another_stage1(tiny_model, tmp_path):
+    import dataclasses
+
+    import torch
+
+    from s2v.bundle import bundle
+    from s2v.pipeline import Speech2Video
+    from s2v.students import Students
+
+    s1 = tmp_path / "s1"
+    shutil.copytree(tiny_model / "stage1", s1)
+    (s1 / "stage1.json").write_text(json.dumps({"cpc": "runs/cpc"}))
+    e1 = tmp_path / "e1"
+    shutil.copytree(s1, e1)
+    old = Students.from_pretrained(s1 / "students")
+    torch.manual_seed(5)
+    new = Students(dataclasses.replace(old.config, emo_level=True))
+    new.save_pretrained(e1 / "students")
+    (e1 / "metrics.json").write_text(json.dumps({"emotion_accuracy_seen_test": 0.5}))
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model / "generator", run / "generator")
+    (run / "stage2.json").write_text(json.dumps({"stage1": str(s1), "settings": {}, "metrics": {}}))
+    index = bundle(run, None, None, tmp_path / "out", emotion_from=e1)
+    assert index["stage1_metrics"]["emotion_accuracy_seen_test"] == 0.5 and index["parts"]["emotion_student"] == str(e1)
+    got = Speech2Video.from_pretrained(tmp_path / "out", device="cpu").students
+    assert got.config.emo_level
+    for k, v in got.state_dict().items():
+        ref = (new if k.startswith("s_emo.") else old).state_dict()[k]
+        assert torch.allclose(v, ref.half().float(), atol=1e-3), k
+    (e1 / "stage1.json").write_text(json.dumps({"cpc": "runs/other-cpc"}))
+    with pytest.raises(ValueError, match="another CPC"):
+        bundle(run, None, None, tmp_path / "out2", emotion_from=e1)

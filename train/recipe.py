@@ -54,7 +54,7 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
                  n(1000, 4), "--batch-size", n(8, 4), *common, *resume], r / "cpc" / "metrics.json"),
         ("stage1", [*LAUNCH, "train/stage1.py", "--data", str(prep), "--cpc", str(r / "cpc"), "--teachers",
                     str(r / "teachers"), "--output-dir", str(r / "stage1"), "--pool", "mean", "--distill",
-                    "teacher-weighted", "--max-steps", n(3000, 4), "--batch-size", n(64, 4), *common, *resume],
+                    "teacher-weighted", "--emo-level", "--max-steps", n(3000, 4), "--batch-size", n(64, 4), *common, *resume],
          r / "stage1" / "metrics.json"),
         ("stage2", [*LAUNCH, "train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers",
                     str(r / "teachers"), "--output-dir", str(r / "stage2"), "--context", "2", "--lambda-lower", "10",
