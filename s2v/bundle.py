@@ -46,6 +46,15 @@ def _copy_part(src: Path, dst: Path, dtype: torch.dtype, card: str | None = None
     return (dst / WEIGHTS).stat().st_size
 
 
+def _rel(p) -> str:
+    """A path as given, or relative to the working directory when inside it (cards should not name one machine)."""
+    p = Path(p)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -117,7 +126,7 @@ def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path 
         _swap_emotion_student(stage1 / "students", e1 / "students", tmp / "stage1" / "students")
         e_metrics = _read(e1 / "metrics.json")
         s1_metrics = {**s1_metrics, "emotion_accuracy_seen_test": e_metrics.get("emotion_accuracy_seen_test"),
-                      "emotion_from": str(e1)}
+                      "emotion_from": _rel(e1)}
         card = (tmp / "stage1" / "students" / CARD).read_text()
         (tmp / "stage1" / "students" / CARD).write_text(card.replace("## Metrics", (
             f"S_emo comes from `{e1}` (same CPC; settings {json.dumps(_read(e1 / 'stage1.json').get('settings', {}))}); "
@@ -125,9 +134,9 @@ def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path 
             json.dumps(_read(stage1 / "metrics.json"), indent=1), json.dumps(s1_metrics, indent=1)))
     shutil.copytree(stage1 / "gallery", tmp / "stage1" / "gallery")
     sizes["stage1/gallery"] = sum(f.stat().st_size for f in (tmp / "stage1" / "gallery").iterdir())
-    parts = {"generator": str(stage2), "stage1": str(stage1)}
+    parts = {"generator": _rel(stage2), "stage1": _rel(stage1)}
     if emotion_from:
-        parts["emotion_student"] = str(emotion_from)
+        parts["emotion_student"] = _rel(emotion_from)
     if teachers:
         teachers = Path(teachers)
         t_metrics = _read(teachers / "metrics.json")
@@ -137,13 +146,13 @@ def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path 
                 "T_emo (SE-ResNet layout, CREMA-D's six classes = μ*)",
                 "The synthetic face pool of s2v (`python -m s2v.corpus faces`): drawn identities x six expressions.",
                 {}, t_metrics, LIMITS))
-        parts["teachers"] = str(teachers)
+        parts["teachers"] = _rel(teachers)
     if syncnet:
         syncnet = Path(syncnet)
         sizes["syncnet"] = _copy_part(syncnet, tmp / "syncnet", dt, _card(
             "s2v sync expert", "SyncNet layout (netcnnaud/netfcaud/netcnnlip/netfclip) on the lower half of the "
             "face: LSE-C/LSE-D for the evaluation.", SYNTH, {}, _read(syncnet / "metrics.json"), LIMITS))
-        parts["syncnet"] = str(syncnet)
+        parts["syncnet"] = _rel(syncnet)
     index = {"format": "s2v-bundle", "version": 1, "dtype": dtype, "parts": parts,
              "stage1_metrics": s1_metrics, "stage2_settings": s2.get("settings", {}),
              "bytes": sizes, "total_mb": round(sum(sizes.values()) / 2 ** 20, 2)}
