@@ -17,7 +17,6 @@ import pandas as pd
 
 from s2v.audio import AudioError
 from s2v.corpus.actors import EMOTION_NAMES
-from s2v.hub import resolve_model
 from s2v.pipeline import Speech2Video
 
 MAX_SECONDS = float(os.environ.get("S2V_MAX_SECONDS", 30))  # longer input is cut, with a notice
@@ -25,17 +24,15 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 EMOTION_CHOICES = ["(from the voice)"] + list(EMOTION_NAMES.values())
 
 _pipe: Speech2Video | None = None
-_source = ""
 
 
 def pipeline() -> Speech2Video:
-    global _pipe, _source
+    global _pipe
     if _pipe is None:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # the Hub fallback is reported by the line printed below
             warnings.simplefilter("ignore")
-            folder, _source = resolve_model()
-        _pipe = Speech2Video.from_pretrained(folder)
-        print(_source)
+            _pipe = Speech2Video.from_pretrained(None)  # $S2V_MODEL (folder or Hub id), else the bundled model
+        print(_pipe.source)
     return _pipe
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "checkpoints" / "default"
+from .hub import BUNDLED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     g = sub.add_parser("generate", help="speech file in, MP4 (H.264 + AAC) out")
     g.add_argument("input", help="any audio or video file ffmpeg reads")
     g.add_argument("-o", "--output", required=True, help="output .mp4")
-    g.add_argument("--model", default=str(DEFAULT_MODEL), help="model folder (default: the bundled model)")
+    g.add_argument("--model", default=str(BUNDLED), help="model folder (default: the bundled model)")
     g.add_argument("--emotion", default=None, help="blend in an emotion: NAME or NAME:WEIGHT (e.g. happy:0.7)")
     g.add_argument("--actor", default=None, help="use this seen actor's identity")
     g.add_argument("--upscale", type=int, default=256, help="output side in pixels")

@@ -116,27 +116,25 @@ def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path 
         "s2v CPC audio encoder", "CPC_audio layout (g_enc five strided convolutions, g_ar LSTM), self-supervised "
         "by InfoNCE 12 steps ahead; c_t feeds both the students and the generator.", SYNTH + " Seen actors' "
         "training clips only.", {"source": s1.get("cpc")}, cpc_meta, LIMITS))
-    sizes["stage1/students"] = _copy_part(stage1 / "students", tmp / "stage1" / "students", dt, _card(
-        "s2v identity and emotion students (stage 1)", "S_id and S_emo distil the face teachers' ν and μ from the "
-        "voice (paper eq. 1-3, λ = 0.025).", SYNTH, s1.get("settings", {}), s1_metrics, LIMITS))
-    if emotion_from:  # S_emo from another stage-1 run on the same CPC (see _swap_emotion_student)
-        e1 = Path(emotion_from)
-        if Path(_read(e1 / "stage1.json").get("cpc", "")).resolve() != Path(s1.get("cpc", "")).resolve():
+    what = "S_id and S_emo distil the face teachers' ν and μ from the voice (paper eq. 1-3, λ = 0.025)."
+    e1 = Path(emotion_from) if emotion_from else None
+    if e1:  # S_emo from another stage-1 run on the same CPC (see _swap_emotion_student)
+        e1_meta = _read(e1 / "stage1.json")
+        if Path(e1_meta.get("cpc", "")).resolve() != Path(s1.get("cpc", "")).resolve():
             raise ValueError(f"{e1} was trained on another CPC than {stage1}")
+        s1_metrics = {**s1_metrics, "emotion_accuracy_seen_test":
+                      _read(e1 / "metrics.json").get("emotion_accuracy_seen_test"), "emotion_from": _rel(e1)}
+        what += (f"\n\nS_emo comes from `{e1}` (same CPC; settings {json.dumps(e1_meta.get('settings', {}))}); "
+                 "S_id from the run stage 2 was trained on.")
+    sizes["stage1/students"] = _copy_part(stage1 / "students", tmp / "stage1" / "students", dt, _card(
+        "s2v identity and emotion students (stage 1)", what, SYNTH, s1.get("settings", {}), s1_metrics, LIMITS))
+    if e1:
         _swap_emotion_student(stage1 / "students", e1 / "students", tmp / "stage1" / "students")
-        e_metrics = _read(e1 / "metrics.json")
-        s1_metrics = {**s1_metrics, "emotion_accuracy_seen_test": e_metrics.get("emotion_accuracy_seen_test"),
-                      "emotion_from": _rel(e1)}
-        card = (tmp / "stage1" / "students" / CARD).read_text()
-        (tmp / "stage1" / "students" / CARD).write_text(card.replace("## Metrics", (
-            f"S_emo comes from `{e1}` (same CPC; settings {json.dumps(_read(e1 / 'stage1.json').get('settings', {}))}); "
-            "S_id from the run stage 2 was trained on.\n\n## Metrics")).replace(
-            json.dumps(_read(stage1 / "metrics.json"), indent=1), json.dumps(s1_metrics, indent=1)))
     shutil.copytree(stage1 / "gallery", tmp / "stage1" / "gallery")
     sizes["stage1/gallery"] = sum(f.stat().st_size for f in (tmp / "stage1" / "gallery").iterdir())
     parts = {"generator": _rel(stage2), "stage1": _rel(stage1)}
-    if emotion_from:
-        parts["emotion_student"] = _rel(emotion_from)
+    if e1:
+        parts["emotion_student"] = _rel(e1)
     if teachers:
         teachers = Path(teachers)
         t_metrics = _read(teachers / "metrics.json")

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .corpus.actors import EMOTIONS
+from .targets import images
 
 METHODS = ("ground-truth", "s2v", "s2v-raw-nu", "reference", "mismatch", "mean-face", "s2f-like")
 SPLITS = {"test": "seen (test clips)", "unseen": "unseen actors"}
@@ -67,10 +68,6 @@ def _mean(values) -> float | None:
 
 # ------------------------------------------------------------------------------------ evaluation
 
-def _images(frames: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(np.array(frames)).to(device).permute(0, 3, 1, 2).float().div(255)
-
-
 class Judges:
     """The face teachers (identity, emotion) and the sync expert that score a clip."""
 
@@ -84,14 +81,14 @@ class Judges:
 
     @torch.no_grad()
     def still_nu(self, still: np.ndarray) -> np.ndarray:
-        return self.t_id.embed(_images(still[None], self.device))[0].cpu().numpy()
+        return self.t_id.embed(images(still[None], self.device))[0].cpu().numpy()
 
     @torch.no_grad()
     def score(self, frames: np.ndarray, audio: np.ndarray, fps: float, k: int = 8) -> dict:
         from .syncnet import sync_scores
 
         pick = np.linspace(0, len(frames) - 1, min(k, len(frames))).round().astype(int)
-        x = _images(frames[pick], self.device)
+        x = images(frames[pick], self.device)
         emb = self.t_id.embed(x).mean(0, keepdim=True).cpu().numpy()
         out = {"nearest": str(self.gallery.nearest(emb)[0]),
                "emotion": int(self.t_emo.crema_logits(x).mean(0).argmax())}
@@ -115,7 +112,7 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
 
     from .data import Prepared
     from .features import AudioFeatures
-    from .generator import generate_clip
+    from .generator import generate_clip, to_uint8
     from .pipeline import Speech2Video
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -151,9 +148,9 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
                 elif m == "s2f-like":
                     c2, nu2, mu2 = (torch.from_numpy(x).to(device) for x in AudioFeatures.compute(
                         abl.cpc, abl.students, audio, device))
-                    frames = _to_uint8(generate_clip(abl.generator, c2, nu2, mu2, n, fps))
+                    frames = to_uint8(generate_clip(abl.generator, c2, nu2, mu2, n, fps))
                 else:
-                    frames = _to_uint8(generate_clip(pipe.generator, c, nus[m], mu, n, fps))
+                    frames = to_uint8(generate_clip(pipe.generator, c, nus[m], mu, n, fps))
                 row = {"clip": i, "split": split, "method": m, "actor": actor, **judges.score(frames, audio, fps)}
                 if m != "ground-truth":
                     row.update(ssim=ssim(frames, gt), psnr=psnr(frames, gt))
@@ -188,10 +185,6 @@ def _find(model: Path, name: str, required: bool = True) -> Path | None:
     print(f"note: no sync expert found ({model}/{name}); LSE columns left empty. Train one with train/syncnet.py",
           file=sys.stderr)
     return None
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def summarise(per_clip: list[dict], data, gallery) -> list[dict]:

@@ -10,6 +10,12 @@ from pathlib import Path
 import numpy as np
 
 
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(B, A) cosine similarity of the rows of `a` to the rows of `b`."""
+    a = a / (np.linalg.norm(a, axis=-1, keepdims=True) + 1e-8)
+    return a @ (b / (np.linalg.norm(b, axis=-1, keepdims=True) + 1e-8)).T
+
+
 @dataclass
 class Gallery:
     ids: list[str]
@@ -32,9 +38,7 @@ class Gallery:
 
     def similarity(self, nu: np.ndarray) -> np.ndarray:
         """(B, A) cosine similarity of each ν to each actor's mean ν*."""
-        a = nu / (np.linalg.norm(nu, axis=-1, keepdims=True) + 1e-8)
-        g = self.embeddings / (np.linalg.norm(self.embeddings, axis=-1, keepdims=True) + 1e-8)
-        return a @ g.T
+        return _cosine(nu, self.embeddings)
 
     def nearest(self, nu: np.ndarray) -> np.ndarray:
         """(B,) the id of the nearest seen actor for each ν."""
@@ -47,9 +51,7 @@ class Gallery:
         identities the generator has only learnt faces near them, so a voice unlike every seen one is
         mapped onto them."""
         ref = self.embeddings if self.voice is None else self.voice
-        a = np.atleast_2d(nu)
-        a = a / (np.linalg.norm(a, axis=-1, keepdims=True) + 1e-8)
-        s = a @ (ref / (np.linalg.norm(ref, axis=-1, keepdims=True) + 1e-8)).T / temperature
+        s = _cosine(np.atleast_2d(nu), ref) / temperature
         w = np.exp(s - s.max(1, keepdims=True))
         w /= w.sum(1, keepdims=True)
         return (w @ ref).astype(np.float32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,6 +26,11 @@ def context_windows(c: torch.Tensor, n_frames: int, fps: int, context: int) -> t
     centre = frame_to_cpc(torch.arange(n_frames), fps)
     idx = (centre[:, None] + torch.arange(-context, context + 1)[None]).clamp(0, c.shape[0] - 1)
     return c[idx.to(c.device)]
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """Generator output (T, 3, S, S) in [-1, 1] -> (T, S, S, 3) uint8 images."""
+    return ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 @torch.no_grad()

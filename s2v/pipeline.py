@@ -23,7 +23,7 @@ from .audio import SAMPLE_RATE, load_audio, num_frames
 from .corpus.actors import EMOTION_NAMES, EMOTIONS
 from .cpc import CPC
 from .gallery import Gallery
-from .generator import Generator, generate_clip
+from .generator import Generator, generate_clip, to_uint8
 from .students import Students, audio_level
 
 
@@ -74,9 +74,10 @@ class Speech2Video:
         self.source = ""  # where from_pretrained found the model
 
     @classmethod
-    def from_pretrained(cls, model: str | os.PathLike, device: str | None = None, fps: int = 30,
+    def from_pretrained(cls, model: str | os.PathLike | None, device: str | None = None, fps: int = 30,
                         recall: float | None = RECALL) -> "Speech2Video":
-        """`recall`: temperature of the soft nearest-seen-identity mapping of ν (`Gallery.recall`);
+        """`model`: a folder, a Hub id, or None ($S2V_MODEL, else the bundled model); see `s2v.hub.resolve_model`.
+        `recall`: temperature of the soft nearest-seen-identity mapping of ν (`Gallery.recall`);
         None feeds the voice's ν to the generator as the paper does."""
         from .hub import resolve_model
 
@@ -132,6 +133,6 @@ class Speech2Video:
                 nu = self.identity(nu)
         n = num_frames(wav.size, self.fps)
         frames = generate_clip(self.generator, c[0], nu[0], mu[0], n, self.fps)
-        frames = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        frames = to_uint8(frames)
         emo = {EMOTION_NAMES[e]: float(p) for e, p in zip(EMOTIONS, probs.tolist())}
         return Result(frames, self.fps, wav, emo, identity, nu[0].cpu().numpy(), mu[0].cpu().numpy(), notices)

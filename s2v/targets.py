@@ -25,8 +25,9 @@ from .data import Prepared
 from .teachers import EmotionTeacher, IdentityTeacher, load_teachers
 
 
-def _images(frames: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float().div(255)
+def images(frames: np.ndarray, device) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1] on `device` (copied: memory-mapped frames are read-only)."""
+    return torch.from_numpy(np.array(frames)).to(device).permute(0, 3, 1, 2).float().div(255)
 
 
 @torch.no_grad()
@@ -47,13 +48,13 @@ def compute_targets(prep: str | os.PathLike, t_id: IdentityTeacher, t_emo: Emoti
     for s in tqdm(range(0, len(data.clips), chunk), desc="teacher targets", disable=not progress):
         idx = range(s, min(s + chunk, len(data.clips)))
         first = np.stack([data.frames(i, 0, 1)[0] for i in idx])
-        nu.append(t_id.embed(_images(first, device)).float().cpu().numpy())
+        nu.append(t_id.embed(images(first, device)).float().cpu().numpy())
         frames = [np.asarray(data.frames(i))[picks[i]] for i in idx]
-        logits = t_emo.crema_logits(_images(np.concatenate(frames), device)).float().cpu().numpy()
+        logits = t_emo.crema_logits(images(np.concatenate(frames), device)).float().cpu().numpy()
         bounds = np.cumsum([0] + [len(f) for f in frames])
         mu += [logits[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:])]
     stills = np.stack([data.still(a) for a in data.actors])
-    x = _images(stills, device)
+    x = images(stills, device)
     out = {"nu_star": np.concatenate(nu).astype(np.float32), "mu_star": np.stack(mu).astype(np.float32),
            "still_nu": t_id.embed(x).float().cpu().numpy()}
     for j, m in enumerate(t_id.features(x)):

@@ -118,15 +118,14 @@ def main(argv=None) -> int:
             rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
         seconds = time.time() - t0 + carried
-        if rc != 0 or not marker.exists():
-            state[name] = {"done": False, "partial_seconds": seconds, "rc": rc}
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            state_path.write_text(json.dumps(state, indent=1))
-            print(f"[{name}] failed (exit {rc}); see {logs / (name + '.log')}. Rerun to resume.", file=sys.stderr)
-            return 1
-        state[name] = {"done": True, "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        failed = rc != 0 or not marker.exists()
+        state[name] = ({"done": False, "partial_seconds": seconds, "rc": rc} if failed else
+                       {"done": True, "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
         state_path.parent.mkdir(parents=True, exist_ok=True)
         state_path.write_text(json.dumps(state, indent=1))
+        if failed:
+            print(f"[{name}] failed (exit {rc}); see {logs / (name + '.log')}. Rerun to resume.", file=sys.stderr)
+            return 1
         print(f"[{name}] done in {seconds / 60:.1f} min", flush=True)
     if not a.dry_run:
         done = {n: s["seconds"] for n, s in state.items() if s.get("done")}

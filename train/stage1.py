@@ -94,7 +94,13 @@ def encode_all(cpc: CPC, data: Prepared, ids: list[int], max_samples: int, devic
 @torch.no_grad()
 def predict(cpc: CPC, students: Students, data: Prepared, ids: list[int], max_samples: int, device):
     cpc.eval(), students.eval()
-    last, mean, level = encode_all(cpc, data, ids, max_samples, device)
+    return predict_encoded(students, *encode_all(cpc, data, ids, max_samples, device), device)
+
+
+@torch.no_grad()
+def predict_encoded(students: Students, last, mean, level, device):
+    """(ν, μ) as numpy from `encode_all`'s output."""
+    students.eval()
     w = (last if students.config.pool == "last" else mean).to(device)
     nu, mu = students(w, level=level.to(device))
     return nu.cpu().numpy(), mu.cpu().numpy()
@@ -147,8 +153,9 @@ def main(args) -> dict:
         loader = torch.utils.data.DataLoader(Clips(data, train_ids, targets, max_samples), batch_size=args.batch_size,
                                              shuffle=True, drop_last=True, collate_fn=collate,
                                              num_workers=args.num_workers)
-    else:  # ω of every clip once; the students train on those vectors
-        last, mean, level = encode_all(cpc.to(acc.device), data, train_ids, max_samples, acc.device)
+    else:  # ω of every clip once; the students train on those vectors (and the gallery's voices come from them)
+        encoded = encode_all(cpc.to(acc.device), data, train_ids, max_samples, acc.device)
+        last, mean, level = encoded
         w = last if args.pool == "last" else mean
         ds = torch.utils.data.TensorDataset(w, level, torch.from_numpy(targets["nu_star"][train_ids]),
                                             torch.from_numpy(targets["mu_star"][train_ids]))
@@ -184,7 +191,10 @@ def main(args) -> dict:
 
     u_cpc, u_students = acc.unwrap_model(cpc), acc.unwrap_model(students)
     gallery = Gallery.build(data, targets)
-    nu_train, _ = predict(u_cpc, u_students, data, train_ids, max_samples, acc.device)
+    if args.finetune_cpc:  # the CPC changed: encode again
+        nu_train, _ = predict(u_cpc, u_students, data, train_ids, max_samples, acc.device)
+    else:
+        nu_train, _ = predict_encoded(u_students, *encoded, acc.device)
     gallery.with_voice(data, nu_train, train_ids)  # where identity recall maps a voice (the pipeline's default)
     metrics = {**report(u_cpc, u_students, data, gallery, max_samples, acc.device), "steps": step,
                "final_loss": round(float(terms["total"].item()), 5)}

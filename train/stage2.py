@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s2v.data import FrameIndex, Prepared  # noqa: E402
 from s2v.discriminators import Discriminators, DiscriminatorsConfig  # noqa: E402
 from s2v.features import AudioFeatures  # noqa: E402
-from s2v.generator import Generator, GeneratorConfig, generate_clip  # noqa: E402
+from s2v.generator import Generator, GeneratorConfig, generate_clip, to_uint8  # noqa: E402
 from s2v.losses import l_grad, l_sim, lsgan_d, lsgan_g, sync_d  # noqa: E402
 from s2v.targets import ensure_targets  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
@@ -86,7 +86,7 @@ def sample_grid(generator: Generator, data: Prepared, feats: AudioFeatures, clip
         fake = generate_clip(generator, torch.from_numpy(np.asarray(feats.sequence(i), dtype=np.float32)).to(device),
                              torch.from_numpy(feats.nu[i]).to(device), torch.from_numpy(feats.mu[i]).to(device),
                              c["n_frames"], c["fps"])
-        fake = ((fake[ts].clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        fake = to_uint8(fake[ts])
         real = np.asarray(data.frames(i))[ts]
         rows += [np.concatenate(list(real), 1), np.concatenate(list(fake), 1)]
     generator.train()
