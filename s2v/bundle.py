@@ -73,23 +73,38 @@ LIMITS = ("Trained on synthetic speech and drawn faces only: on real voices it d
           "knows. Not a model of any real person.")
 
 
-def _swap_emotion_student(students_dir: Path, emotion_dir: Path, dst: Path) -> None:
-    """Write into `dst` (a copied students part) S_emo's weights and emo_level from `emotion_dir`, keeping S_id.
-    Allowed because eq. 2's identity and emotion terms are separate and the CPC is frozen: S_emo can be
-    improved without touching the ν that stage 2 was trained on. Both must read the same CPC (checked)."""
+def _swap_emotion_student(students_dir: Path, emotion_dir: Path, dst: Path, gallery_dir: Path) -> None:
+    """Write into `dst` (a copied students part) everything of S_emo from `emotion_dir` (weights, input
+    statistics, speakers' average inputs, its config keys), keeping S_id. Allowed because eq. 2's identity
+    and emotion terms are separate and the CPC is frozen: S_emo can be improved without touching the ν
+    that stage 2 was trained on. Both must read the same CPC (checked by the caller). With --emo-speakers,
+    S_emo finds the speaker among this S_id's voices (`gallery_dir`), so its keys come from there."""
+    from safetensors.numpy import load_file as load_np
     from safetensors.torch import load_file, save_file
 
     a, b = json.loads((students_dir / CONFIG).read_text()), json.loads((emotion_dir / CONFIG).read_text())
-    for key in ("in_dim", "emo_dim", "hidden", "pool"):
+    for key in ("in_dim", "id_dim", "emo_dim", "hidden", "pool"):
         if a.get(key) != b.get(key):
             raise ValueError(f"the emotion student differs in {key}: {a.get(key)} vs {b.get(key)}")
     state = load_file(str(dst / WEIGHTS))
     emo = load_file(str(emotion_dir / WEIGHTS))
     dtype = next(iter(state.values())).dtype
-    state = {k: v for k, v in state.items() if not k.startswith("s_emo.")}
-    state.update({k: v.to(dtype) for k, v in emo.items() if k.startswith("s_emo.")})
+    state = {k: v for k, v in state.items() if k.startswith("s_id.")}
+    state.update({k: v.to(dtype) for k, v in emo.items() if not k.startswith("s_id.")})
+    if "speaker_keys" in state:
+        g = json.loads((gallery_dir / "gallery.json").read_text())
+        e = json.loads((emotion_dir.parent / "gallery" / "gallery.json").read_text())
+        voice = load_np(str(gallery_dir / "gallery.safetensors")).get("voice")
+        if g["ids"] != e["ids"] or voice is None:
+            raise ValueError("the emotion student's speakers are not this stage 1's gallery (or it has no voices)")
+        keys = torch.nn.functional.normalize(torch.from_numpy(voice).float(), dim=-1)
+        state["speaker_keys"] = keys.to(dtype)
     save_file(state, str(dst / WEIGHTS), metadata={"model_type": a.get("model_type", "")})
-    a["emo_level"] = b.get("emo_level", False)
+    for key in ("emo_level", "emo_input", "emo_speakers", "emo_temperature"):
+        if key in b:
+            a[key] = b[key]
+        else:
+            a.pop(key, None)
     (dst / CONFIG).write_text(json.dumps(a, indent=1))
 
 
@@ -129,7 +144,7 @@ def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path 
     sizes["stage1/students"] = _copy_part(stage1 / "students", tmp / "stage1" / "students", dt, _card(
         "s2v identity and emotion students (stage 1)", what, SYNTH, s1.get("settings", {}), s1_metrics, LIMITS))
     if e1:
-        _swap_emotion_student(stage1 / "students", e1 / "students", tmp / "stage1" / "students")
+        _swap_emotion_student(stage1 / "students", e1 / "students", tmp / "stage1" / "students", stage1 / "gallery")
     shutil.copytree(stage1 / "gallery", tmp / "stage1" / "gallery")
     sizes["stage1/gallery"] = sum(f.stat().st_size for f in (tmp / "stage1" / "gallery").iterdir())
     parts = {"generator": _rel(stage2), "stage1": _rel(stage1)}

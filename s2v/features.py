@@ -37,11 +37,9 @@ class AudioFeatures:
     @torch.no_grad()
     def compute(cpc: CPC, students: Students, audio: np.ndarray, device="cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(c (T, H), ν (D,), μ (6,)) of one clip's audio."""
-        from .students import audio_level
-
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(device)
         c, _ = cpc(x)
-        nu, mu = students(c, level=audio_level(x))
+        nu, mu = students.infer(c, x)
         return c[0].float().cpu().numpy(), nu[0].float().cpu().numpy(), mu[0].float().cpu().numpy()
 
     @classmethod

@@ -24,7 +24,7 @@ from .corpus.actors import EMOTION_NAMES, EMOTIONS
 from .cpc import CPC
 from .gallery import Gallery
 from .generator import Generator, generate_clip, to_uint8
-from .students import Students, audio_level
+from .students import Students
 
 
 @dataclass
@@ -112,7 +112,7 @@ class Speech2Video:
         notices += [str(w.message) for w in caught if issubclass(w.category, AudioCappedWarning)]
         x = torch.from_numpy(wav)[None].to(self.device)
         c, _ = self.cpc(x)
-        nu, mu = self.students(c, level=audio_level(x))
+        nu, mu = self.students.infer(c, x)
         probs = torch.softmax(mu, -1)[0]
         if emotion and emotion_weight > 0:
             target = torch.tensor([float(emotion.get(e, emotion.get(EMOTION_NAMES[e], 0.0))) for e in EMOTIONS],

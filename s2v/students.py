@@ -13,9 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .audio import CPC_HOP
 from .modeling import Pretrained
 
 LAMBDA = 0.025
+EMO_INPUTS = ("omega", "prosody")
+N_PROSODY = 8  # loudness statistics of `prosody`
+VOICED_NEPERS = 3.0  # a 10 ms frame is voiced when its log RMS is within this of the clip's loudest (~26 dB)
 
 
 def l_distill(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -49,6 +53,29 @@ class StudentsConfig:
     pool: str = "last"  # last: ω = c_T as in the paper; mean: ω = mean of c_t over t
     dropout: float = 0.1
     emo_level: bool = False  # beyond the paper: S_emo also reads the input's loudness (log RMS, `audio_level`)
+    # beyond the paper: "omega" = S_emo reads ω (as S_id); "prosody" = the mean and std of c_t over the voiced
+    # frames plus N_PROSODY loudness statistics (`prosody`), the input normalised by running statistics
+    emo_input: str = "omega"
+    # beyond the paper: > 0 = S_emo also reads its input minus the speaker's own average (emotion is a departure
+    # from how that speaker usually sounds): the average of the emo_speakers seen actors, weighted by
+    # softmax(cos(ν, key) / emo_temperature) over their keys (mean student ν), or the true actor in training
+    emo_speakers: int = 0
+    emo_temperature: float = 0.01
+
+    def __post_init__(self):
+        if self.pool not in ("last", "mean"):
+            raise ValueError(f"pool must be 'last' or 'mean', got {self.pool!r}")
+        if self.emo_input not in EMO_INPUTS:
+            raise ValueError(f"emo_input must be one of {EMO_INPUTS}, got {self.emo_input!r}")
+        if self.emo_input == "prosody" and self.emo_level:
+            raise ValueError("emo_level is for emo_input='omega'; 'prosody' already reads the loudness")
+
+    @property
+    def emo_features(self) -> int:
+        """Size of S_emo's input before speaker normalisation (`Students.emotion_input`)."""
+        if self.emo_input == "prosody":
+            return 2 * self.in_dim + N_PROSODY
+        return self.in_dim + int(self.emo_level)
 
 
 def _mlp(i: int, h: int, o: int, p: float) -> nn.Sequential:
@@ -65,10 +92,20 @@ class Students(Pretrained):
     def __init__(self, config: StudentsConfig = StudentsConfig()):
         super().__init__()
         self.config = config
-        if config.pool not in ("last", "mean"):
-            raise ValueError(f"pool must be 'last' or 'mean', got {config.pool!r}")
         self.s_id = _mlp(config.in_dim, config.hidden, config.id_dim, config.dropout)
-        self.s_emo = _mlp(config.in_dim + int(config.emo_level), config.hidden, config.emo_dim, config.dropout)
+        d = config.emo_features * (2 if config.emo_speakers else 1)
+        self.emo_norm = nn.BatchNorm1d(d, affine=False) if config.emo_input == "prosody" else nn.Identity()
+        self.s_emo = _mlp(d, config.hidden, config.emo_dim, config.dropout)
+        if config.emo_speakers:
+            self.register_buffer("speaker_keys", torch.zeros(config.emo_speakers, config.id_dim))
+            self.register_buffer("speaker_bases", torch.zeros(config.emo_speakers, config.emo_features))
+
+    def set_speakers(self, keys: torch.Tensor | None = None, bases: torch.Tensor | None = None) -> None:
+        """The seen actors' keys (A, id_dim; mean student ν) and average emotion inputs (A, emo_features)."""
+        if keys is not None:
+            self.speaker_keys.copy_(F.normalize(torch.as_tensor(keys, dtype=torch.float32), dim=-1))
+        if bases is not None:
+            self.speaker_bases.copy_(torch.as_tensor(bases, dtype=torch.float32))
 
     def omega(self, c: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """ω from c (B, T, H): c_T (the last valid step) or the mean over the valid steps."""
@@ -81,17 +118,84 @@ class Students(Pretrained):
         mask = (torch.arange(t, device=c.device)[None] < lengths[:, None]).to(c.dtype)
         return (c * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
 
-    def forward(self, c: torch.Tensor, lengths: torch.Tensor | None = None,
-                level: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """c is (B, T, H) context vectors, or an already pooled ω (B, H); `level` (B, 1) is `audio_level` of
-        the input, read by S_emo when the config says so (the CPC normalises each input, so c has no loudness)."""
+    def emotion_input(self, c: torch.Tensor, wav: torch.Tensor, n_samples: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, emo_features) what S_emo reads (before speaker normalisation), from c (B, T, H) and the
+        waveform (B, N) it came from, each row `n_samples` long (all of it when None)."""
+        b, t, _ = c.shape
+        n_samples = torch.full((b,), wav.shape[1], device=c.device) if n_samples is None else n_samples.to(c.device)
+        lengths = (n_samples // CPC_HOP).clamp(1, t)
+        if self.config.emo_input == "omega":
+            w = self.omega(c, lengths)
+            return torch.cat([w, audio_level(wav, n_samples).to(w.dtype)], 1) if self.config.emo_level else w
+        level = frame_level(wav, t)
+        rows = []
+        for j in range(b):
+            n = int(lengths[j])
+            cj, lj = c[j, :n].float(), level[j, :n]
+            voiced = lj > lj.max() - VOICED_NEPERS
+            cv = cj[voiced]
+            rows.append(torch.cat([cv.mean(0), cv.std(0, unbiased=False), prosody(lj)]))
+        return torch.stack(rows).to(c.dtype)
+
+    def speaker_weights(self, nu: torch.Tensor) -> torch.Tensor:
+        """(B, A) softmax(cos(ν, key_a) / T) over the seen actors."""
+        s = F.normalize(nu.float(), dim=-1) @ self.speaker_keys.T / self.config.emo_temperature
+        return F.softmax(s, -1)
+
+    def forward(self, c: torch.Tensor, lengths: torch.Tensor | None = None, level: torch.Tensor | None = None,
+                *, e: torch.Tensor | None = None, speaker: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """c is (B, T, H) context vectors, or an already pooled ω (B, H). S_emo reads `e` (`emotion_input`)
+        when given; else, for emo_input 'omega', ω and `level` (B, 1) = `audio_level` of the input when the
+        config says so (the CPC normalises each input, so c has no loudness). `speaker` (B, A): the weights of
+        the seen actors whose average input is taken off (training: the true actor); by default from ν.
+        `infer(c, wav)` computes all of this from the audio."""
         w = c if c.ndim == 2 else self.omega(c, lengths)
-        e = w
-        if self.config.emo_level:
-            if level is None:
-                raise ValueError("these students read the input's level: pass level=audio_level(wav)")
-            e = torch.cat([w, level.to(w.dtype).view(-1, 1)], 1)
-        return self.s_id(w), self.s_emo(e)
+        nu = self.s_id(w)
+        if e is None:
+            if self.config.emo_input != "omega":
+                raise ValueError("these students read prosody: pass e=emotion_input(c, wav) or call infer(c, wav)")
+            e = w
+            if self.config.emo_level:
+                if level is None:
+                    raise ValueError("these students read the input's level: pass level=audio_level(wav)")
+                e = torch.cat([w, level.to(w.dtype).view(-1, 1)], 1)
+        if self.config.emo_speakers:
+            weights = self.speaker_weights(nu) if speaker is None else speaker
+            e = torch.cat([e - (weights.to(e.dtype) @ self.speaker_bases.to(e.dtype)), e], 1)
+        return nu, self.s_emo(self.emo_norm(e))
+
+    def infer(self, c: torch.Tensor, wav: torch.Tensor, n_samples: torch.Tensor | None = None):
+        """(ν, μ) of c (B, T, H) and the waveform (B, N) it was computed from."""
+        lengths = None if n_samples is None else (n_samples.to(c.device) // CPC_HOP).clamp(1, c.shape[1])
+        return self(c, lengths, e=self.emotion_input(c, wav, n_samples))
+
+
+def frame_level(wav: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B, N) waveform -> (B, frames) log RMS of each CPC hop (10 ms), zero-padded at the end as needed."""
+    n = frames * CPC_HOP
+    x = wav.float()[:, :n]
+    if x.shape[1] < n:
+        x = F.pad(x, (0, n - x.shape[1]))
+    return 0.5 * torch.log(x.view(x.shape[0], frames, CPC_HOP).pow(2).mean(-1) + 1e-10)
+
+
+def prosody(level: torch.Tensor) -> torch.Tensor:
+    """(N_PROSODY,) loudness statistics of one clip's frame levels (T,) (`frame_level`, 100 per second): over
+    the voiced frames the mean, std, 90th and 10th percentiles; the voiced share; the duration in seconds;
+    the mean |frame-to-frame change| within voiced stretches; the 4-8 Hz share of the level's modulation
+    spectrum (tremolo, syllable rate)."""
+    voiced = level > level.max() - VOICED_NEPERS
+    lv = level[voiced]
+    step = voiced[1:] & voiced[:-1]
+    change = (level[1:] - level[:-1]).abs()[step].sum() / step.sum().clamp_min(1)
+    x = level - level.mean()
+    spectrum = torch.fft.rfft(x).abs()
+    f = torch.fft.rfftfreq(x.numel(), 1 / 100).to(level.device)
+    band, rest = spectrum[(f > 4) & (f < 8)], spectrum[f > 0.5]
+    mod = band.mean() / (rest.mean() + 1e-6) if band.numel() and rest.numel() else level.new_zeros(())
+    q = torch.quantile(lv, torch.tensor([0.9, 0.1], device=level.device))
+    return torch.stack([lv.mean(), lv.std(unbiased=False), q[0], q[1], voiced.float().mean(),
+                        level.new_tensor(level.numel() / 100), change, mod]).to(level.dtype)
 
 
 def audio_level(wav: torch.Tensor, n_samples: torch.Tensor | None = None) -> torch.Tensor:

@@ -96,6 +96,25 @@ def test_bundle_takes_the_emotion_student_from_another_stage1(tiny_model, tmp_pa
     for k, v in got.state_dict().items():
         ref = (new if k.startswith("s_emo.") else old).state_dict()[k]
         assert torch.allclose(v, ref.half().float(), atol=1e-3), k
+    # a speaker-normalised prosody student: its keys become this S_id's voices
+    from s2v.gallery import Gallery
+
+    gal = Gallery.load(s1 / "gallery")
+    gal.voice = np.random.default_rng(1).normal(size=gal.embeddings.shape).astype(np.float32)
+    gal.save(s1 / "gallery")
+    e2 = tmp_path / "e2"
+    shutil.copytree(s1, e2)
+    pros = Students(dataclasses.replace(old.config, emo_input="prosody", emo_speakers=len(gal.ids)))
+    pros.set_speakers(keys=torch.randn(len(gal.ids), old.config.id_dim), bases=torch.randn(len(gal.ids), pros.config.emo_features))
+    pros.save_pretrained(e2 / "students")
+    bundle(run, None, None, tmp_path / "out3", emotion_from=e2)
+    pipe = Speech2Video.from_pretrained(tmp_path / "out3", device="cpu")
+    got = pipe.students
+    assert got.config.emo_input == "prosody" and not got.config.emo_level
+    assert torch.allclose(got.speaker_keys, torch.nn.functional.normalize(torch.from_numpy(gal.voice), dim=-1), atol=1e-3)
+    assert torch.allclose(got.speaker_bases, pros.speaker_bases.half().float(), atol=1e-2)
+    assert torch.allclose(got.s_id[0].weight, old.s_id[0].weight.half().float(), atol=1e-3)
+    assert pipe(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)).frames.ndim == 4
     (e1 / "stage1.json").write_text(json.dumps({"cpc": "runs/other-cpc"}))
     with pytest.raises(ValueError, match="another CPC"):
         bundle(run, None, None, tmp_path / "out2", emotion_from=e1)

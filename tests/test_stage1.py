@@ -137,14 +137,15 @@ def test_stage1_two_steps_resume_and_outputs(tiny_prep, tiny_cpc, tmp_path):
     teachers = tiny_prep.parent / "teachers"
     base = ["--data", str(tiny_prep), "--cpc", str(tiny_cpc), "--teachers", str(teachers), "--output-dir", str(out),
             "--batch-size", "4", "--checkpointing-steps", "2", "--num-workers", "0"]
-    r = _launch("stage1.py", *base, "--max-steps", "2", "--emo-level")
+    flags = ("--emo-input", "prosody", "--emo-speakers")
+    r = _launch("stage1.py", *base, "--max-steps", "2", *flags)
     assert r.returncode == 0, r.stderr[-2000:]
     for part in ("cpc/model.safetensors", "students/model.safetensors", "gallery/gallery.json", "metrics.json",
                  "README.md", "checkpoint-2/s2v_step.json"):
         assert (out / part).exists(), part
     m = json.loads((out / "metrics.json").read_text())
     assert {"identity_top1_seen_test", "unseen_sex_agreement"} <= set(m) or {"unseen_sex_agreement"} <= set(m)
-    r = _launch("stage1.py", *base, "--max-steps", "4", "--resume-from-checkpoint", "latest", "--emo-level")
+    r = _launch("stage1.py", *base, "--max-steps", "4", "--resume-from-checkpoint", "latest", *flags)
     assert r.returncode == 0 and "at step 2" in r.stdout + r.stderr
     assert json.loads((out / "metrics.json").read_text())["steps"] == 4
     from s2v.gallery import Gallery
@@ -153,6 +154,11 @@ def test_stage1_two_steps_resume_and_outputs(tiny_prep, tiny_cpc, tmp_path):
     assert g.ids == ["1001"] and g.stills.shape == (1, 32, 32, 3)  # 1002 is unseen: not in the gallery
     assert g.nearest(g.embeddings)[0] == "1001"
     assert g.voice is not None and g.voice.shape == g.embeddings.shape  # students' mean ν: the recall targets
+    st = Students.from_pretrained(out / "students")
+    assert st.config.emo_input == "prosody" and st.config.emo_speakers == 1
+    # S_emo finds the speaker among the same voices identity recall uses
+    assert torch.allclose(st.speaker_keys, torch.nn.functional.normalize(torch.from_numpy(g.voice), dim=-1), atol=1e-6)
+    assert st.speaker_bases.abs().sum() > 0
 
 
 def test_stage1_loss_goes_down(tiny_prep, tiny_cpc, tmp_path):
@@ -197,3 +203,61 @@ def test_emotion_student_reads_the_level():
     nu_a, mu_a = s(w, level=torch.tensor([[-2.0], [-2.0]]))
     nu_b, mu_b = s(w, level=torch.tensor([[-5.0], [-5.0]]))
     assert torch.equal(nu_a, nu_b) and not torch.allclose(mu_a, mu_b)  # identity ignores loudness, emotion reads it
+
+
+def test_prosody_statistics():
+    """The loudness statistics S_emo reads with --emo-input prosody (100 frame levels per second)."""
+    from s2v.students import N_PROSODY, frame_level, prosody
+
+    t = torch.arange(200) / 100.0
+    steady = torch.full((200,), -3.0)
+    steady[100:] = -12.0  # the second second is silence: > 3 nepers below the loudest
+    p = prosody(steady)
+    assert p.shape == (N_PROSODY,)
+    mean, std, q90, q10, voiced, seconds, change, mod = p.tolist()
+    assert mean == pytest.approx(-3.0) and std == pytest.approx(0.0, abs=1e-6) and q90 == q10 == pytest.approx(-3.0)
+    assert voiced == pytest.approx(0.5) and seconds == pytest.approx(2.0) and change == pytest.approx(0.0, abs=1e-6)
+    # a 6 Hz tremolo puts the level's modulation in the 4-8 Hz band; a 1 Hz swell does not
+    tremolo = prosody(-3.0 + 0.5 * torch.sin(2 * math.pi * 6 * t))
+    swell = prosody(-3.0 + 0.5 * torch.sin(2 * math.pi * 1 * t))
+    assert tremolo[7] > 5 * swell[7] and tremolo[6] > swell[6]
+    # frame_level: the log RMS of each 160-sample hop, zero-padded past the end
+    wav = torch.zeros(1, 400)
+    wav[0, :160], wav[0, 160:320] = 0.1, 0.01
+    lv = frame_level(wav, 4)
+    assert torch.allclose(lv[0, :2], torch.tensor([math.log(0.1), math.log(0.01)]), atol=1e-4)
+    assert lv[0, 3] < -10  # past the end: silence
+
+
+def test_prosody_students_mask_padding_and_take_off_the_speaker():
+    """--emo-input prosody --emo-speakers: the input ignores padding; μ depends on whose average is taken off,
+    and by default that is the seen actor nearest the voice's ν."""
+    from s2v.students import N_PROSODY
+
+    with pytest.raises(ValueError, match="emo_level"):
+        StudentsConfig(emo_input="prosody", emo_level=True)
+    with pytest.raises(ValueError, match="emo_input"):
+        StudentsConfig(emo_input="pitch")
+    torch.manual_seed(0)
+    s = Students(StudentsConfig(in_dim=8, id_dim=4, emo_dim=6, hidden=16, emo_input="prosody", emo_speakers=2,
+                                emo_temperature=1e-4)).eval()
+    assert s.config.emo_features == 2 * 8 + N_PROSODY
+    wav = torch.randn(2, 3200) * torch.linspace(0.01, 1, 3200)
+    c = torch.randn(2, 20, 8)
+    e_full = s.emotion_input(c[:1, :12], wav[:1, :1920])
+    e_pad = s.emotion_input(c, wav, torch.tensor([1920, 3200]))
+    assert torch.allclose(e_full[0], e_pad[0], atol=1e-5)  # the padded row reads only its own 12 frames
+    with pytest.raises(ValueError, match="prosody"):
+        s(c)
+    bases = torch.randn(2, s.config.emo_features)
+    s.set_speakers(keys=torch.eye(2, 4) * 3, bases=bases)
+    assert torch.allclose(s.speaker_keys.norm(dim=-1), torch.ones(2))
+    w = s.omega(c)
+    a = s(w, e=e_pad, speaker=torch.tensor([[1.0, 0.0], [1.0, 0.0]]))[1]
+    b = s(w, e=e_pad, speaker=torch.tensor([[0.0, 1.0], [0.0, 1.0]]))[1]
+    assert not torch.allclose(a, b)
+    nu = s.s_id(w)
+    who = torch.nn.functional.one_hot(s.speaker_weights(nu).argmax(-1), 2).float()
+    assert torch.allclose(s(w, e=e_pad)[1], s(w, e=e_pad, speaker=who)[1], atol=1e-5)  # a small T: the nearest
+    nu_i, mu_i = s.infer(c, wav, torch.tensor([1920, 3200]))
+    assert torch.allclose(mu_i, s(c, torch.tensor([12, 20]), e=e_pad)[1], atol=1e-5)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -117,7 +118,7 @@ def _cmd(tiny_prep, stage1, out, *extra):
 
 def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
     out = tmp_path / "s2"
-    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", "2", "--context", "1"), cwd=ROOT,
+    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", "2", "--context", "1", "--mu-source", "teacher"), cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     g = Generator.from_pretrained(out / "generator")
@@ -129,6 +130,20 @@ def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
 
     grid = cv2.imread(str(out / "samples" / "step-000002.png"))
     assert grid.shape[0] == 2 * 32 and grid.shape[1] == 6 * 32  # one clip (GT row + generated row), 6 frames
+    assert meta["settings"]["mu_source"] == "teacher"
+    # --mu-source teacher: the frames come with the teacher's μ* of their clip, not the student's μ
+    sys.path.insert(0, str(ROOT / "train"))
+    from stage2 import Frames
+
+    from s2v.data import Prepared
+    from s2v.features import AudioFeatures
+    from s2v.targets import load_targets
+
+    data, feats, t = Prepared(tiny_prep), AudioFeatures.load(out / "features"), load_targets(tiny_prep)
+    for source, want in (("teacher", t["mu_star"]), ("student", feats.mu)):
+        ds = Frames(data, feats, t, "train", 1, 3, source)
+        i, _ = ds.index.locate(0)
+        assert np.allclose(ds[0]["mu"].numpy(), want[i])
 
 
 def test_stage2_survives_sigkill_and_resumes(tiny_prep, tiny_stage1, tmp_path):

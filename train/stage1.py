@@ -27,7 +27,7 @@ from s2v.corpus.actors import EMOTIONS  # noqa: E402
 from s2v.cpc import CPC  # noqa: E402
 from s2v.data import Prepared  # noqa: E402
 from s2v.gallery import Gallery  # noqa: E402
-from s2v.students import Students, StudentsConfig, audio_level, stage1_loss  # noqa: E402
+from s2v.students import Students, StudentsConfig, stage1_loss  # noqa: E402
 from s2v.targets import ensure_targets  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 
@@ -42,6 +42,12 @@ def parse_args(argv=None):
                    help="eq. 3 as the paper writes it, or with the arguments swapped (soft-target cross-entropy)")
     p.add_argument("--emo-level", action="store_true",
                    help="beyond the paper: S_emo also reads the input's loudness (the CPC normalises it away)")
+    p.add_argument("--emo-input", default="omega", choices=("omega", "prosody"),
+                   help="beyond the paper: what S_emo reads, ω (as S_id) or the mean and std of c_t over the voiced "
+                        "frames plus loudness statistics")
+    p.add_argument("--emo-speakers", action="store_true",
+                   help="beyond the paper: S_emo also reads its input minus the speaker's average (the true actor's "
+                        "in training, the seen actors nearest the voice's ν at inference)")
     p.add_argument("--finetune-cpc", action="store_true", help="train the CPC with the students")
     p.add_argument("--cpc-learning-rate", type=float, default=5e-5)
     p.add_argument("--max-seconds", type=float, default=6.0, help="audio per clip fed to the CPC")
@@ -76,34 +82,39 @@ def collate(items):
 
 
 @torch.no_grad()
-def encode_all(cpc: CPC, data: Prepared, ids: list[int], max_samples: int, device, batch: int = 16):
-    """(len(ids), T_max, H) is too big to keep: return per-clip (c_T, mean c, audio level) instead."""
-    last, mean, level = [], [], []
+def encode_all(cpc: CPC, students: Students, data: Prepared, ids: list[int], max_samples: int, device,
+               batch: int = 16):
+    """(len(ids), T_max, H) is too big to keep: return per-clip ω (c_T or mean c, as the students pool) and
+    S_emo's input (`Students.emotion_input`) instead."""
+    omega, emo = [], []
     for s in range(0, len(ids), batch):
         wav, n_samples, *_ = collate([(torch.from_numpy(data.audio(i)[:max_samples]), torch.zeros(1), torch.zeros(1),
                                        i) for i in ids[s:s + batch]])
-        c, _ = cpc(wav.to(device))
-        level.append(audio_level(wav, n_samples))
-        lengths = (n_samples // CPC_HOP).to(device).clamp(1, c.shape[1])
-        last.append(c[torch.arange(len(lengths)), lengths - 1].float().cpu())
-        mask = (torch.arange(c.shape[1], device=device)[None] < lengths[:, None]).float()
-        mean.append(((c * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)).float().cpu())
-    return torch.cat(last), torch.cat(mean), torch.cat(level)
+        wav = wav.to(device)
+        c, _ = cpc(wav)
+        omega.append(students.omega(c, (n_samples.to(device) // CPC_HOP).clamp(1, c.shape[1])).float().cpu())
+        emo.append(students.emotion_input(c, wav, n_samples).float().cpu())
+    return torch.cat(omega), torch.cat(emo)
 
 
 @torch.no_grad()
 def predict(cpc: CPC, students: Students, data: Prepared, ids: list[int], max_samples: int, device):
     cpc.eval(), students.eval()
-    return predict_encoded(students, *encode_all(cpc, data, ids, max_samples, device), device)
+    return predict_encoded(students, *encode_all(cpc, students, data, ids, max_samples, device), device)
 
 
 @torch.no_grad()
-def predict_encoded(students: Students, last, mean, level, device):
+def predict_encoded(students: Students, omega, emo, device):
     """(ν, μ) as numpy from `encode_all`'s output."""
     students.eval()
-    w = (last if students.config.pool == "last" else mean).to(device)
-    nu, mu = students(w, level=level.to(device))
+    nu, mu = students(omega.to(device), e=emo.to(device))
     return nu.cpu().numpy(), mu.cpu().numpy()
+
+
+def speaker_bases(gallery: Gallery, data: Prepared, ids: list[int], emo: torch.Tensor) -> torch.Tensor:
+    """(A, D) each gallery actor's mean S_emo input over its clips among `ids` (rows of `emo`)."""
+    actors = np.array([data.clips[i]["actor"] for i in ids])
+    return torch.stack([emo[torch.from_numpy(actors == a)].mean(0) for a in gallery.ids])
 
 
 def report(cpc, students, data: Prepared, gallery: Gallery, max_samples: int, device) -> dict:
@@ -139,26 +150,32 @@ def main(args) -> dict:
     targets = ensure_targets(args.data, args.teachers, acc, k=args.k)
     max_samples = int(args.max_seconds * SAMPLE_RATE)
     cpc = CPC.from_pretrained(args.cpc)
+    gallery = Gallery.build(data, targets)
     students = Students(StudentsConfig(in_dim=cpc.dim, id_dim=targets["nu_star"].shape[1],
                                        emo_dim=targets["mu_star"].shape[1], pool=args.pool,
-                                       emo_level=args.emo_level))
+                                       emo_level=args.emo_level, emo_input=args.emo_input,
+                                       emo_speakers=len(gallery.ids) if args.emo_speakers else 0))
     train_ids = data.split("train")
+    # the true actor of each training clip, as weights over the gallery (whose average S_emo input is taken off)
+    speaker = torch.zeros(len(data.clips), len(gallery.ids))
+    for i in train_ids:
+        speaker[i, gallery.ids.index(data.clips[i]["actor"])] = 1.0
     groups = [{"params": students.parameters(), "lr": args.learning_rate}]
     if args.finetune_cpc:
         groups.append({"params": cpc.parameters(), "lr": args.cpc_learning_rate})
     else:
         cpc.eval().requires_grad_(False)
     opt = torch.optim.AdamW(groups, weight_decay=1e-4)
+    encoded = encode_all(cpc.to(acc.device), students, data, train_ids, max_samples, acc.device)
+    if args.emo_speakers:  # each actor's average S_emo input (with --finetune-cpc: of the CPC as it starts)
+        students.set_speakers(bases=speaker_bases(gallery, data, train_ids, encoded[1]))
     if args.finetune_cpc:  # audio in the loop
         loader = torch.utils.data.DataLoader(Clips(data, train_ids, targets, max_samples), batch_size=args.batch_size,
                                              shuffle=True, drop_last=True, collate_fn=collate,
                                              num_workers=args.num_workers)
     else:  # ω of every clip once; the students train on those vectors (and the gallery's voices come from them)
-        encoded = encode_all(cpc.to(acc.device), data, train_ids, max_samples, acc.device)
-        last, mean, level = encoded
-        w = last if args.pool == "last" else mean
-        ds = torch.utils.data.TensorDataset(w, level, torch.from_numpy(targets["nu_star"][train_ids]),
-                                            torch.from_numpy(targets["mu_star"][train_ids]))
+        ds = torch.utils.data.TensorDataset(*encoded, torch.from_numpy(targets["nu_star"][train_ids]),
+                                            torch.from_numpy(targets["mu_star"][train_ids]), speaker[train_ids])
         loader = torch.utils.data.DataLoader(ds, batch_size=min(args.batch_size, len(ds)), shuffle=True,
                                              drop_last=True)
     students, cpc, opt, loader = acc.prepare(students, cpc, opt, loader)
@@ -169,14 +186,16 @@ def main(args) -> dict:
     batches = infinite(loader)
     while step < args.max_steps:
         if args.finetune_cpc:
-            wav, n_samples, nu_star, mu_star, _ = next(batches)
+            wav, n_samples, nu_star, mu_star, idx = next(batches)
+            who = speaker[idx].to(wav.device) if args.emo_speakers else None
             with acc.autocast():
                 c, _ = cpc(wav)
-                nu, mu = students(c, (n_samples // CPC_HOP).clamp(max=c.shape[1]), level=audio_level(wav, n_samples))
+                e = acc.unwrap_model(students).emotion_input(c, wav, n_samples)
+                nu, mu = students(c, (n_samples // CPC_HOP).clamp(1, c.shape[1]), e=e, speaker=who)
         else:
-            w, level, nu_star, mu_star = next(batches)
+            w, e, nu_star, mu_star, who = next(batches)
             with acc.autocast():
-                nu, mu = students(w, level=level)
+                nu, mu = students(w, e=e, speaker=who if args.emo_speakers else None)
         terms = stage1_loss(mu.float(), mu_star, nu.float(), nu_star, distill=args.distill)
         opt.zero_grad(set_to_none=True)
         acc.backward(terms["total"])
@@ -190,12 +209,13 @@ def main(args) -> dict:
     bar.close()
 
     u_cpc, u_students = acc.unwrap_model(cpc), acc.unwrap_model(students)
-    gallery = Gallery.build(data, targets)
     if args.finetune_cpc:  # the CPC changed: encode again
         nu_train, _ = predict(u_cpc, u_students, data, train_ids, max_samples, acc.device)
     else:
         nu_train, _ = predict_encoded(u_students, *encoded, acc.device)
     gallery.with_voice(data, nu_train, train_ids)  # where identity recall maps a voice (the pipeline's default)
+    if args.emo_speakers:  # at inference S_emo finds the speaker by ν among the same voices
+        u_students.set_speakers(keys=torch.from_numpy(gallery.voice))
     metrics = {**report(u_cpc, u_students, data, gallery, max_samples, acc.device), "steps": step,
                "final_loss": round(float(terms["total"].item()), 5)}
     acc.print(json.dumps(metrics))

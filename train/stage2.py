@@ -42,6 +42,10 @@ def parse_args(argv=None):
     p.add_argument("--lambda-grad", type=float, default=10.0, help="weight of L_grad")
     p.add_argument("--lambda-lower", type=float, default=0.0,
                    help="beyond the paper: L1 on the lower half too (0 keeps the paper's losses)")
+    p.add_argument("--mu-source", default="student", choices=("student", "teacher"),
+                   help="μ the generator is trained on: the emotion student's (the paper) or, beyond the paper, the "
+                        "teacher's μ* of the clip's frames, which says what the frames show (at inference μ is the "
+                        "student's either way)")
     p.add_argument("--no-identity-branch", action="store_true", help="S2F-like ablation: no ν branch, no D_ID")
     p.add_argument("--offsync-min", type=int, default=3, help="|τ - τ'| in frames for off-sync pairs")
     p.add_argument("--sample-steps", type=int, default=250)
@@ -53,8 +57,10 @@ def parse_args(argv=None):
 class Frames(torch.utils.data.Dataset):
     """Random frames of the training clips with everything stage 2 needs."""
 
-    def __init__(self, data: Prepared, feats: AudioFeatures, targets: dict, split, context: int, offsync_min: int):
+    def __init__(self, data: Prepared, feats: AudioFeatures, targets: dict, split, context: int, offsync_min: int,
+                 mu_source: str = "student"):
         self.data, self.f, self.context, self.off = data, feats, context, offsync_min
+        self.mu = feats.mu if mu_source == "student" else targets["mu_star"].astype(np.float32)
         self.index = FrameIndex(data, split)
         self.maps = [torch.from_numpy(targets[f"still_map{j}"].astype(np.float32)) for j in range(3)]
 
@@ -71,7 +77,7 @@ class Frames(torch.utils.data.Dataset):
         frame = torch.from_numpy(np.array(self.data.frames(i, t, t + 1)[0])).permute(2, 0, 1).float() / 127.5 - 1
         return {"frame": frame, "c": torch.from_numpy(self.f.window(i, t, fps, self.context)),
                 "c_off": torch.from_numpy(self.f.window(i, t_off, fps, self.context)),
-                "nu": torch.from_numpy(self.f.nu[i]), "mu": torch.from_numpy(self.f.mu[i]),
+                "nu": torch.from_numpy(self.f.nu[i]), "mu": torch.from_numpy(self.mu[i]),
                 "maps": [m[a] for m in self.maps]}
 
 
@@ -113,7 +119,7 @@ def main(args) -> dict:
             "id": torch.optim.RMSprop(D.id.parameters(), lr=LR["id"]),
             "fr": torch.optim.RMSprop(D.fr.parameters(), lr=LR["fr"]),
             "sync": torch.optim.RMSprop(D.sync.parameters(), lr=LR["sync"])}
-    loader = torch.utils.data.DataLoader(Frames(data, feats, targets, "train", args.context, args.offsync_min),
+    loader = torch.utils.data.DataLoader(Frames(data, feats, targets, "train", args.context, args.offsync_min, args.mu_source),
                                          batch_size=args.batch_size, shuffle=True, drop_last=True,
                                          num_workers=args.num_workers, persistent_workers=args.num_workers > 0)
     G, D, loader, *opt_list = acc.prepare(G, D, loader, *opts.values())
