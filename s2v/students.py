@@ -123,7 +123,7 @@ class Students(Pretrained):
         waveform (B, N) it came from, each row `n_samples` long (all of it when None)."""
         b, t, _ = c.shape
         n_samples = torch.full((b,), wav.shape[1], device=c.device) if n_samples is None else n_samples.to(c.device)
-        lengths = (n_samples // CPC_HOP).clamp(1, t)
+        lengths = cpc_lengths(n_samples, t)
         if self.config.emo_input == "omega":
             w = self.omega(c, lengths)
             return torch.cat([w, audio_level(wav, n_samples).to(w.dtype)], 1) if self.config.emo_level else w
@@ -166,8 +166,13 @@ class Students(Pretrained):
 
     def infer(self, c: torch.Tensor, wav: torch.Tensor, n_samples: torch.Tensor | None = None):
         """(ν, μ) of c (B, T, H) and the waveform (B, N) it was computed from."""
-        lengths = None if n_samples is None else (n_samples.to(c.device) // CPC_HOP).clamp(1, c.shape[1])
+        lengths = None if n_samples is None else cpc_lengths(n_samples.to(c.device), c.shape[1])
         return self(c, lengths, e=self.emotion_input(c, wav, n_samples))
+
+
+def cpc_lengths(n_samples: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B,) valid CPC frames of each row from its length in samples, within 1..frames (c's length)."""
+    return (n_samples // CPC_HOP).clamp(1, frames)
 
 
 def frame_level(wav: torch.Tensor, frames: int) -> torch.Tensor:

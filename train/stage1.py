@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s2v.audio import CPC_HOP, SAMPLE_RATE  # noqa: E402
+from s2v.audio import SAMPLE_RATE  # noqa: E402
 from s2v.corpus.actors import EMOTIONS  # noqa: E402
 from s2v.cpc import CPC  # noqa: E402
 from s2v.data import Prepared  # noqa: E402
 from s2v.gallery import Gallery  # noqa: E402
-from s2v.students import Students, StudentsConfig, stage1_loss  # noqa: E402
+from s2v.students import Students, StudentsConfig, cpc_lengths, stage1_loss  # noqa: E402
 from s2v.targets import ensure_targets  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 
@@ -92,7 +92,7 @@ def encode_all(cpc: CPC, students: Students, data: Prepared, ids: list[int], max
                                        i) for i in ids[s:s + batch]])
         wav = wav.to(device)
         c, _ = cpc(wav)
-        omega.append(students.omega(c, (n_samples.to(device) // CPC_HOP).clamp(1, c.shape[1])).float().cpu())
+        omega.append(students.omega(c, cpc_lengths(n_samples.to(device), c.shape[1])).float().cpu())
         emo.append(students.emotion_input(c, wav, n_samples).float().cpu())
     return torch.cat(omega), torch.cat(emo)
 
@@ -191,7 +191,7 @@ def main(args) -> dict:
             with acc.autocast():
                 c, _ = cpc(wav)
                 e = acc.unwrap_model(students).emotion_input(c, wav, n_samples)
-                nu, mu = students(c, (n_samples // CPC_HOP).clamp(1, c.shape[1]), e=e, speaker=who)
+                nu, mu = students(c, cpc_lengths(n_samples, c.shape[1]), e=e, speaker=who)
         else:
             w, e, nu_star, mu_star, who = next(batches)
             with acc.autocast():

@@ -119,7 +119,8 @@ def main(args) -> dict:
             "id": torch.optim.RMSprop(D.id.parameters(), lr=LR["id"]),
             "fr": torch.optim.RMSprop(D.fr.parameters(), lr=LR["fr"]),
             "sync": torch.optim.RMSprop(D.sync.parameters(), lr=LR["sync"])}
-    loader = torch.utils.data.DataLoader(Frames(data, feats, targets, "train", args.context, args.offsync_min, args.mu_source),
+    frames = Frames(data, feats, targets, "train", args.context, args.offsync_min, args.mu_source)
+    loader = torch.utils.data.DataLoader(frames,
                                          batch_size=args.batch_size, shuffle=True, drop_last=True,
                                          num_workers=args.num_workers, persistent_workers=args.num_workers > 0)
     G, D, loader, *opt_list = acc.prepare(G, D, loader, *opts.values())
