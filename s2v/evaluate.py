@@ -14,6 +14,9 @@ Columns: SSIM and PSNR against the real frames; LSE-C, LSE-D and the share of cl
 is within ±1 frame (the sync expert, `--syncnet`); identity top-1 (T_id on the generated frames: is
 the nearest seen actor the speaker), emotion agreement (T_emo's class on the generated frames vs the
 label), and on unseen actors whether the nearest seen actor has the speaker's sex and age group.
+`--emotion-judge DIR` adds the emotion agreement by a second emotion network that took no part in
+training (a teachers folder or its emotion/), for when T_emo was also a training loss
+(`train/stage2.py --lambda-expr`).
 
 Writes OUT/results.json, OUT/results.md (the table) and OUT/strip.png (real above generated frames,
 a seen and an unseen voice). Clips are a seeded sample (`--limit N` per split).
@@ -71,11 +74,18 @@ def _mean(values) -> float | None:
 class Judges:
     """The face teachers (identity, emotion) and the sync expert that score a clip."""
 
-    def __init__(self, teachers: str | Path, syncnet: str | Path | None, gallery, device):
+    def __init__(self, teachers: str | Path, syncnet: str | Path | None, gallery, device,
+                 emotion_judge: str | Path | None = None):
+        from .modeling import freeze
         from .syncnet import SyncNet
-        from .teachers import load_teachers
+        from .teachers import EmotionTeacher, load_teachers
 
         self.t_id, self.t_emo = (t.to(device) for t in load_teachers(teachers))
+        self.t_emo2 = None
+        if emotion_judge:
+            d = Path(emotion_judge)
+            self.t_emo2 = freeze(EmotionTeacher.from_pretrained(d / "emotion" if (d / "emotion").is_dir() else d))
+            self.t_emo2.to(device)
         self.sync = SyncNet.from_pretrained(syncnet).to(device).eval() if syncnet else None
         self.gallery, self.device = gallery, device
 
@@ -92,6 +102,8 @@ class Judges:
         emb = self.t_id.embed(x).mean(0, keepdim=True).cpu().numpy()
         out = {"nearest": str(self.gallery.nearest(emb)[0]),
                "emotion": int(self.t_emo.crema_logits(x).mean(0).argmax())}
+        if self.t_emo2 is not None:
+            out["emotion_heldout"] = int(self.t_emo2.crema_logits(x).mean(0).argmax())
         if self.sync is not None:
             s = sync_scores(self.sync, frames, audio, fps)
             out.update(lse_c=s["lse_c"], lse_d=s["lse_d"], offset=s["offset"])
@@ -107,7 +119,7 @@ def pick_clips(data, split: str, limit: int | None, seed: int) -> list[int]:
 
 @torch.no_grad()
 def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", "unseen"), limit=None,
-             baselines=False, ablation=None, seed=0, device=None, progress=True) -> dict:
+             baselines=False, ablation=None, seed=0, device=None, progress=True, emotion_judge=None) -> dict:
     from tqdm.auto import tqdm
 
     from .data import Prepared
@@ -121,7 +133,7 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
     pipe = Speech2Video.from_pretrained(model, device=device)
     teachers = Path(teachers) if teachers else _find(model, "teachers")
     syncnet = Path(syncnet) if syncnet else _find(model, "syncnet", required=False)
-    judges = Judges(teachers, syncnet, pipe.gallery, device)
+    judges = Judges(teachers, syncnet, pipe.gallery, device, emotion_judge)
     methods = ["ground-truth", "s2v"] + (["s2v-raw-nu"] if pipe.recall is not None else []) + (["reference", "mismatch", "mean-face"] if baselines else [])
     abl = None
     if ablation:
@@ -163,6 +175,7 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
     out.mkdir(parents=True, exist_ok=True)
     settings = {"data": str(data_dir), "model": str(model), "teachers": str(teachers),
                 "syncnet": str(syncnet) if syncnet else None, "ablation": str(ablation) if ablation else None,
+                "emotion_judge": str(emotion_judge) if emotion_judge else None,
                 "splits": list(splits), "limit": limit, "baselines": baselines, "seed": seed}
     (out / "results.json").write_text(json.dumps({"settings": settings, "rows": _jsonable(results)}, indent=1))
     (out / "results.md").write_text(table(results, settings))
@@ -201,6 +214,8 @@ def summarise(per_clip: list[dict], data, gallery) -> list[dict]:
                    "in_sync": _mean(abs(r["offset"]) <= 1 if "offset" in r else None for r in rs)}
             labelled = [r for r in rs if r["emotion_label"] is not None]
             row["emotion_agreement"] = _mean(r["emotion"] == r["emotion_label"] for r in labelled)
+            if any("emotion_heldout" in r for r in labelled):
+                row["emotion_agreement_heldout"] = _mean(r["emotion_heldout"] == r["emotion_label"] for r in labelled)
             if split == "unseen":
                 for key in ("sex", "age_group"):
                     row[f"unseen_{key}_agreement"] = _mean(
@@ -221,6 +236,8 @@ def table(rows: list[dict], settings: dict) -> str:
     cols = [("ssim", "SSIM ↑"), ("psnr", "PSNR ↑"), ("lse_c", "LSE-C ↑"), ("lse_d", "LSE-D ↓"),
             ("in_sync", "offset ≤1 ↑"), ("identity_top1", "identity top-1 ↑"), ("emotion_agreement", "emotion ↑"),
             ("unseen_sex_agreement", "unseen sex ↑"), ("unseen_age_group_agreement", "unseen age ↑")]
+    if any(r.get("emotion_agreement_heldout") is not None for r in rows):
+        cols.insert(7, ("emotion_agreement_heldout", "emotion, held-out judge ↑"))
     fmt = lambda v: "—" if v is None else ("∞" if isinstance(v, float) and math.isinf(v) else f"{v:.3f}")  # noqa: E731
     lines = ["| split | method | clips | " + " | ".join(c[1] for c in cols) + " |",
              "|" + "---|" * (3 + len(cols))]
@@ -230,7 +247,8 @@ def table(rows: list[dict], settings: dict) -> str:
     s = settings
     cmd = (f"python -m s2v.evaluate --data {s['data']} --model {s['model']} --split {','.join(s['splits'])}"
            + (f" --limit {s['limit']}" if s.get("limit") else "") + (" --baselines" if s.get("baselines") else "")
-           + (f" --ablation {s['ablation']}" if s.get("ablation") else "") + " --out OUT")
+           + (f" --ablation {s['ablation']}" if s.get("ablation") else "")
+           + (f" --emotion-judge {s['emotion_judge']}" if s.get("emotion_judge") else "") + " --out OUT")
     return "\n".join(lines) + f"\n\nMade by `{cmd}`.\n"
 
 
@@ -269,6 +287,9 @@ def main(argv=None) -> int:
     p.add_argument("--ablation", default=None, help="a model trained with --no-identity-branch (the s2f-like row)")
     p.add_argument("--teachers", default=None, help="face teachers (default: MODEL/teachers or stage2.json's)")
     p.add_argument("--syncnet", default=None, help="sync expert (default: MODEL/syncnet or stage2.json's)")
+    p.add_argument("--emotion-judge", default=None,
+                   help="a second emotion network not used in training (teachers folder or its emotion/): adds "
+                        "the emotion agreement by that judge")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     a = p.parse_args(argv)
@@ -277,7 +298,7 @@ def main(argv=None) -> int:
     if bad:
         p.error(f"unknown split {bad[0]!r}; use test, unseen or test,unseen")
     res = evaluate(a.data, a.model, a.out, a.teachers, a.syncnet, splits, a.limit, a.baselines, a.ablation, a.seed,
-                   a.device)
+                   a.device, emotion_judge=a.emotion_judge)
     print(table(res["rows"], res["settings"]))
     return 0
 

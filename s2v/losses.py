@@ -3,6 +3,8 @@
 LSGAN with the usual targets, real -> 1 and fake -> 0 (the paper writes real -> 0, fake -> 1; the
 two are the same game with the labels swapped). L_sim is L1 on the upper half of the face (image
 rows 0 .. H/2, nose up); L_grad is L1 between the gradients of Gaussian-smoothed frames.
+Beyond the paper, `l_expr` compares what the frozen emotion teacher sees in a generated frame with
+what it sees in the real one.
 """
 from __future__ import annotations
 
@@ -61,3 +63,11 @@ def l_grad(fake: torch.Tensor, real: torch.Tensor, sigma: float = 1.0) -> torch.
     fx, fy = gradients(smooth(fake, sigma))
     rx, ry = gradients(smooth(real, sigma))
     return (fx - rx).abs().mean() + (fy - ry).abs().mean()
+
+
+def l_expr(teacher, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Beyond the paper: 1 - cos between the emotion teacher's pooled features (`EmotionTeacher.embed`)
+    of the generated and the real frame, both (B, 3, H, W) in [-1, 1]; the teacher stays frozen."""
+    with torch.no_grad():
+        target = teacher.embed((real + 1) / 2)
+    return (1 - F.cosine_similarity(teacher.embed((fake + 1) / 2), target, dim=1)).mean()

@@ -228,13 +228,17 @@ class EmotionTeacher(_Input, Pretrained):
         self.drop = nn.Dropout(config.dropout)
         self.classifier = nn.Conv2d(c_in, len(config.classes), 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C) pooled features before the classifier (the expression loss of stage 2 compares these)."""
         h = F.relu(self.stem_bn(self.stem(self._prep(x))))
         if self.config.stem_pool:
             h = F.max_pool2d(h, 3, stride=2, ceil_mode=True)
         for stage in self.stages:
             h = stage(h)
-        h = self.drop(F.adaptive_avg_pool2d(h, 1))
+        return F.adaptive_avg_pool2d(h, 1).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop(self.embed(x)[..., None, None])
         return self.classifier(h).flatten(1)
 
     def crema_logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -118,7 +118,8 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
     out = tmp_path / "eval"
     r = subprocess.run([sys.executable, "-m", "s2v.evaluate", "--data", str(tiny_prep), "--model", str(tiny_model),
                         "--teachers", str(tiny_prep.parent / "teachers"), "--syncnet", str(sync), "--out", str(out),
-                        "--limit", "2", "--baselines", "--device", "cpu"],
+                        "--limit", "2", "--baselines", "--device", "cpu",
+                        "--emotion-judge", str(tiny_prep.parent / "teachers" / "emotion")],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((out / "results.json").read_text())
@@ -129,5 +130,8 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
         assert (x["ssim"] is None) == (m == "ground-truth")
         if m != "ground-truth":
             assert 0 <= x["ssim"] <= 1 and x["psnr"] > 0
+        # the held-out judge here is T_emo itself, so it must agree clip for clip
+        assert x["emotion_agreement_heldout"] == x["emotion_agreement"] is not None
+    assert "held-out judge" in (out / "results.md").read_text()
     assert "| method |" in (out / "results.md").read_text()
     assert (out / "strip.png").stat().st_size > 0

@@ -22,7 +22,7 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     assert dry.returncode == 0
     order = [line.split("]")[0][1:] for line in dry.stdout.splitlines()]
     assert order == ["corpus", "prepare", "faces", "teachers", "targets", "cpc", "stage1", "stage2", "syncnet",
-                     "assemble", "evaluate", "assets"]
+                     "judge-faces", "judge", "assemble", "evaluate", "assets"]
     assert "--resume-from-checkpoint latest" in dry.stdout
     r = _recipe(tmp_path, "--until", "prepare")
     assert r.returncode == 0, r.stderr

@@ -15,7 +15,9 @@ import torch
 
 from s2v.discriminators import Discriminators, DiscriminatorsConfig
 from s2v.generator import Generator, GeneratorConfig, context_windows, generate_clip
-from s2v.losses import l_grad, l_sim, lsgan_d, lsgan_g, smooth, sync_d
+from s2v.losses import l_expr, l_grad, l_sim, lsgan_d, lsgan_g, smooth, sync_d
+from s2v.modeling import freeze
+from s2v.teachers import EmotionTeacher
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +58,21 @@ def test_losses():
     ones, zeros = torch.ones(4, 1), torch.zeros(4, 1)
     assert lsgan_d(ones, zeros).item() == 0.0 and lsgan_g(ones).item() == 0.0 and lsgan_g(zeros).item() == 0.5
     assert sync_d(ones, zeros, zeros).item() == 0.0 and sync_d(zeros, ones, ones).item() == 2.0
+
+
+def test_expression_loss_compares_teacher_features_and_trains_only_the_generator():
+    torch.manual_seed(0)
+    teacher = freeze(EmotionTeacher())
+    real = torch.rand(4, 3, 64, 64) * 2 - 1
+    assert l_expr(teacher, real, real).item() < 1e-5
+    fake = (real + 0.8 * torch.randn_like(real)).clamp(-1, 1).requires_grad_(True)
+    loss = l_expr(teacher, fake, real)
+    assert 0 < loss.item() <= 2
+    loss.backward()
+    assert fake.grad.abs().sum() > 0 and all(p.grad is None for p in teacher.parameters())
+    # a step along the gradient brings the teacher's view of the fake closer to the real frame's
+    with torch.no_grad():
+        assert l_expr(teacher, fake - 0.05 * fake.grad / fake.grad.abs().max(), real) < loss
 
 
 def test_each_discriminator_learns_to_separate_real_from_fake():
@@ -118,7 +135,8 @@ def _cmd(tiny_prep, stage1, out, *extra):
 
 def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
     out = tmp_path / "s2"
-    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", "2", "--context", "1", "--mu-source", "teacher"), cwd=ROOT,
+    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", "2", "--context", "1", "--mu-source", "teacher",
+                            "--lambda-expr", "1"), cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     g = Generator.from_pretrained(out / "generator")
@@ -131,6 +149,7 @@ def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
     grid = cv2.imread(str(out / "samples" / "step-000002.png"))
     assert grid.shape[0] == 2 * 32 and grid.shape[1] == 6 * 32  # one clip (GT row + generated row), 6 frames
     assert meta["settings"]["mu_source"] == "teacher"
+    assert meta["metrics"]["final"]["expr"] > 0  # the expression loss took part
     # --mu-source teacher: the frames come with the teacher's μ* of their clip, not the student's μ
     sys.path.insert(0, str(ROOT / "train"))
     from stage2 import Frames

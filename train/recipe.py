@@ -1,5 +1,6 @@
 """The whole recipe, from nothing to the bundled model: corpus -> prepare -> faces -> teachers -> CPC ->
-stage 1 -> stage 2 -> sync expert -> assembly of checkpoints/default -> evaluation -> app examples.
+stage 1 -> stage 2 -> sync expert -> a held-out emotion judge -> assembly of checkpoints/default ->
+evaluation -> app examples.
 
     python train/recipe.py                      # everything, resuming where it stopped
     python train/recipe.py --dry-run            # print the commands only
@@ -33,7 +34,7 @@ LAUNCH = [PY, "-m", "accelerate.commands.launch", "--num_processes", "1"]
 def steps(a) -> list[tuple[str, list[str], Path]]:
     """(name, command, the file whose existence marks the step done)."""
     d, r = Path(a.data), Path(a.runs)
-    corpus, prep, faces = d / "crema-synth", d / f"prep{a.size}", d / "faces"
+    corpus, prep, faces, judge_faces = d / "crema-synth", d / f"prep{a.size}", d / "faces", d / "faces-judge"
     tiny = a.tiny
     n = (lambda full, small: str(small if tiny else full))  # noqa: E731
     resume = ["--resume-from-checkpoint", "latest"]
@@ -59,17 +60,26 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
          r / "stage1" / "metrics.json"),
         ("stage2", [*LAUNCH, "train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers",
                     str(r / "teachers"), "--output-dir", str(r / "stage2"), "--context", "2", "--lambda-lower", "10",
-                    "--mu-source", "teacher",
+                    "--lambda-expr", "2",
                     "--batch-size", n(16, 4), "--max-steps", n(3000, 4), "--checkpointing-steps", n(250, 2),
                     "--sample-steps", n(500, 2), *common, *resume], r / "stage2" / "stage2.json"),
         ("syncnet", [*LAUNCH, "train/syncnet.py", "--data", str(prep), "--output-dir", str(r / "syncnet"),
                      "--max-steps", n(1500, 4), "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2),
                      *(["--min-shift", "1", "--candidates", "3", "--eval-clips", "2"] if tiny else []), *common,
                      *resume], r / "syncnet" / "metrics.json"),
+        # a second emotion network, on a face pool drawn with another seed, that no training step sees: the
+        # evaluation's check on emotion, since stage 2 trains against T_emo's features (--lambda-expr)
+        ("judge-faces", [PY, "-m", "s2v.corpus", "faces", "--out", str(judge_faces), "--identities", n(200, 12),
+                         "--per-identity", n(24, 4), "--size", str(a.size), "--seed", "1"],
+         judge_faces / "labels.csv"),
+        ("judge", [*LAUNCH, "train/teachers.py", "--data", str(judge_faces), "--output-dir", str(r / "judge"),
+                   "--seed", "1", "--max-steps", n(1500, 4), "--batch-size", n(64, 8), "--holdout-identities",
+                   n(20, 4), "--image-size", str(a.size), *common, *resume], r / "judge" / "metrics.json"),
         ("assemble", [PY, "-m", "s2v.bundle", "--stage2", str(r / "stage2"), "--teachers", str(r / "teachers"),
                       "--syncnet", str(r / "syncnet"), "--out", str(a.bundle)], Path(a.bundle) / "model_index.json"),
         ("evaluate", [PY, "-m", "s2v.evaluate", "--data", str(prep), "--model", str(a.bundle), "--out",
-                      str(r / "eval"), "--baselines", "--limit", n(100, 2)], r / "eval" / "results.json"),
+                      str(r / "eval"), "--baselines", "--limit", n(100, 2), "--emotion-judge", str(r / "judge")],
+         r / "eval" / "results.json"),
         ("assets", [PY, "-m", "s2v.corpus", "assets", "--data", str(prep), "--corpus", str(corpus), "--out",
                     str(a.assets)], Path(a.assets) / "voices" / "unseen"),
     ]

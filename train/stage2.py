@@ -25,8 +25,9 @@ from s2v.data import FrameIndex, Prepared  # noqa: E402
 from s2v.discriminators import Discriminators, DiscriminatorsConfig  # noqa: E402
 from s2v.features import AudioFeatures  # noqa: E402
 from s2v.generator import Generator, GeneratorConfig, generate_clip, to_uint8  # noqa: E402
-from s2v.losses import l_grad, l_sim, lsgan_d, lsgan_g, sync_d  # noqa: E402
+from s2v.losses import l_expr, l_grad, l_sim, lsgan_d, lsgan_g, sync_d  # noqa: E402
 from s2v.targets import ensure_targets  # noqa: E402
+from s2v.teachers import load_teachers  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 
 LR = {"g": 3e-4, "id": 3e-4, "fr": 1e-4, "sync": 1e-5}
@@ -42,6 +43,9 @@ def parse_args(argv=None):
     p.add_argument("--lambda-grad", type=float, default=10.0, help="weight of L_grad")
     p.add_argument("--lambda-lower", type=float, default=0.0,
                    help="beyond the paper: L1 on the lower half too (0 keeps the paper's losses)")
+    p.add_argument("--lambda-expr", type=float, default=0.0,
+                   help="beyond the paper: weight of the expression loss, 1 - cos between T_emo's features of the "
+                        "generated and the real frame (0 keeps the paper's losses)")
     p.add_argument("--mu-source", default="student", choices=("student", "teacher"),
                    help="μ the generator is trained on: the emotion student's (the paper) or, beyond the paper, the "
                         "teacher's μ* of the clip's frames, which says what the frames show (at inference μ is the "
@@ -123,6 +127,9 @@ def main(args) -> dict:
     loader = torch.utils.data.DataLoader(frames,
                                          batch_size=args.batch_size, shuffle=True, drop_last=True,
                                          num_workers=args.num_workers, persistent_workers=args.num_workers > 0)
+    t_emo = None
+    if args.lambda_expr:
+        t_emo = load_teachers(args.teachers)[1].to(acc.device).eval().requires_grad_(False)
     G, D, loader, *opt_list = acc.prepare(G, D, loader, *opts.values())
     opts = dict(zip(opts, opt_list))
     step = run.resume()
@@ -146,6 +153,8 @@ def main(args) -> dict:
             if args.lambda_lower:
                 h = real.shape[-2] // 2
                 g["lower"] = args.lambda_lower * (fake[..., h:, :] - real[..., h:, :]).abs().mean()
+            if t_emo is not None:
+                g["expr"] = args.lambda_expr * l_expr(t_emo, fake, real)
             g_total = sum(g.values())
         opts["g"].zero_grad(set_to_none=True)
         D.requires_grad_(False)
