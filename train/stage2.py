@@ -129,7 +129,7 @@ def main(args) -> dict:
                                          num_workers=args.num_workers, persistent_workers=args.num_workers > 0)
     t_emo = None
     if args.lambda_expr:
-        t_emo = load_teachers(args.teachers)[1].to(acc.device).eval().requires_grad_(False)
+        t_emo = load_teachers(args.teachers)[1].to(acc.device)  # frozen, eval mode
     G, D, loader, *opt_list = acc.prepare(G, D, loader, *opts.values())
     opts = dict(zip(opts, opt_list))
     step = run.resume()
