@@ -76,16 +76,11 @@ class Judges:
 
     def __init__(self, teachers: str | Path, syncnet: str | Path | None, gallery, device,
                  emotion_judge: str | Path | None = None):
-        from .modeling import freeze
         from .syncnet import SyncNet
-        from .teachers import EmotionTeacher, load_teachers
+        from .teachers import load_emotion_teacher, load_teachers
 
         self.t_id, self.t_emo = (t.to(device) for t in load_teachers(teachers))
-        self.t_emo2 = None
-        if emotion_judge:
-            d = Path(emotion_judge)
-            self.t_emo2 = freeze(EmotionTeacher.from_pretrained(d / "emotion" if (d / "emotion").is_dir() else d))
-            self.t_emo2.to(device)
+        self.t_emo2 = load_emotion_teacher(emotion_judge).to(device) if emotion_judge else None
         self.sync = SyncNet.from_pretrained(syncnet).to(device).eval() if syncnet else None
         self.gallery, self.device = gallery, device
 
@@ -233,11 +228,11 @@ def _jsonable(rows):
 
 
 def table(rows: list[dict], settings: dict) -> str:
+    heldout = any(r.get("emotion_agreement_heldout") is not None for r in rows)
     cols = [("ssim", "SSIM ↑"), ("psnr", "PSNR ↑"), ("lse_c", "LSE-C ↑"), ("lse_d", "LSE-D ↓"),
             ("in_sync", "offset ≤1 ↑"), ("identity_top1", "identity top-1 ↑"), ("emotion_agreement", "emotion ↑"),
+            *([("emotion_agreement_heldout", "emotion, held-out judge ↑")] if heldout else []),
             ("unseen_sex_agreement", "unseen sex ↑"), ("unseen_age_group_agreement", "unseen age ↑")]
-    if any(r.get("emotion_agreement_heldout") is not None for r in rows):
-        cols.insert(7, ("emotion_agreement_heldout", "emotion, held-out judge ↑"))
     fmt = lambda v: "—" if v is None else ("∞" if isinstance(v, float) and math.isinf(v) else f"{v:.3f}")  # noqa: E731
     lines = ["| split | method | clips | " + " | ".join(c[1] for c in cols) + " |",
              "|" + "---|" * (3 + len(cols))]

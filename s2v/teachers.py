@@ -305,9 +305,17 @@ def _check_and_load(model: nn.Module, state: dict, name: str, ignore: tuple[str,
     model.load_state_dict(state, strict=False)
 
 
+def load_emotion_teacher(directory: str | os.PathLike) -> EmotionTeacher:
+    """T_emo, frozen, from a teachers folder (DIR/emotion) or from its emotion folder itself."""
+    from .modeling import freeze
+
+    d = Path(directory)
+    return freeze(EmotionTeacher.from_pretrained(d / "emotion" if (d / "emotion").is_dir() else d))
+
+
 def load_teachers(directory: str | os.PathLike) -> tuple[IdentityTeacher, EmotionTeacher]:
     """The two teachers saved by `train/teachers.py` under DIR/identity and DIR/emotion, frozen."""
     from .modeling import freeze
 
     d = Path(directory)
-    return freeze(IdentityTeacher.from_pretrained(d / "identity")), freeze(EmotionTeacher.from_pretrained(d / "emotion"))
+    return freeze(IdentityTeacher.from_pretrained(d / "identity")), load_emotion_teacher(d)

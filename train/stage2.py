@@ -27,7 +27,7 @@ from s2v.features import AudioFeatures  # noqa: E402
 from s2v.generator import Generator, GeneratorConfig, generate_clip, to_uint8  # noqa: E402
 from s2v.losses import l_expr, l_grad, l_sim, lsgan_d, lsgan_g, sync_d  # noqa: E402
 from s2v.targets import ensure_targets  # noqa: E402
-from s2v.teachers import load_teachers  # noqa: E402
+from s2v.teachers import load_emotion_teacher  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 
 LR = {"g": 3e-4, "id": 3e-4, "fr": 1e-4, "sync": 1e-5}
@@ -129,7 +129,7 @@ def main(args) -> dict:
                                          num_workers=args.num_workers, persistent_workers=args.num_workers > 0)
     t_emo = None
     if args.lambda_expr:
-        t_emo = load_teachers(args.teachers)[1].to(acc.device)  # frozen, eval mode
+        t_emo = load_emotion_teacher(args.teachers).to(acc.device)  # frozen, eval mode
     G, D, loader, *opt_list = acc.prepare(G, D, loader, *opts.values())
     opts = dict(zip(opts, opt_list))
     step = run.resume()
