@@ -65,9 +65,16 @@ def l_grad(fake: torch.Tensor, real: torch.Tensor, sigma: float = 1.0) -> torch.
     return (fx - rx).abs().mean() + (fy - ry).abs().mean()
 
 
-def l_expr(teacher, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+def l_expr(teacher, fake: torch.Tensor, real: torch.Tensor, region: str = "full") -> torch.Tensor:
     """Beyond the paper: 1 - cos between the emotion teacher's pooled features (`EmotionTeacher.embed`)
-    of the generated and the real frame, both (B, 3, H, W) in [-1, 1]; the teacher stays frozen."""
+    of the generated and the real frame, both (B, 3, H, W) in [-1, 1]; the teacher stays frozen.
+    region "upper": the teacher still sees the whole generated face, but the gradient reaches only its
+    upper half (rows 0 .. H/2, where L_sim acts), so the mouth is left to the sync and lower-face terms."""
+    if region == "upper":
+        h = fake.shape[-2] // 2
+        fake = torch.cat([fake[..., :h, :], fake[..., h:, :].detach()], -2)
+    elif region != "full":
+        raise ValueError(f"region must be 'full' or 'upper', not {region!r}")
     with torch.no_grad():
         target = teacher.embed((real + 1) / 2)
     return (1 - F.cosine_similarity(teacher.embed((fake + 1) / 2), target, dim=1)).mean()

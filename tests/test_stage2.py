@@ -73,6 +73,15 @@ def test_expression_loss_compares_teacher_features_and_trains_only_the_generator
     # a step along the gradient brings the teacher's view of the fake closer to the real frame's
     with torch.no_grad():
         assert l_expr(teacher, fake - 0.05 * fake.grad / fake.grad.abs().max(), real) < loss
+    # region "upper": same value (the teacher sees the whole face), gradient only on rows 0 .. H/2
+    upper = fake.detach().clone().requires_grad_(True)
+    loss_upper = l_expr(teacher, upper, real, "upper")
+    assert torch.allclose(loss_upper, loss)
+    loss_upper.backward()
+    assert upper.grad[..., :32, :].abs().sum() > 0 and upper.grad[..., 32:, :].abs().sum() == 0
+    assert torch.allclose(upper.grad[..., :32, :], fake.grad[..., :32, :])
+    with pytest.raises(ValueError, match="region"):
+        l_expr(teacher, fake, real, "lower")
 
 
 def test_each_discriminator_learns_to_separate_real_from_fake():

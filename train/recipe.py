@@ -60,7 +60,7 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
          r / "stage1" / "metrics.json"),
         ("stage2", [*LAUNCH, "train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers",
                     str(r / "teachers"), "--output-dir", str(r / "stage2"), "--context", "2", "--lambda-lower", "10",
-                    "--lambda-expr", "2",
+                    "--lambda-expr", "2", "--expr-region", "upper",
                     "--batch-size", n(16, 4), "--max-steps", n(3000, 4), "--checkpointing-steps", n(250, 2),
                     "--sample-steps", n(500, 2), *common, *resume], r / "stage2" / "stage2.json"),
         ("syncnet", [*LAUNCH, "train/syncnet.py", "--data", str(prep), "--output-dir", str(r / "syncnet"),

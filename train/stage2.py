@@ -46,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--lambda-expr", type=float, default=0.0,
                    help="beyond the paper: weight of the expression loss, 1 - cos between T_emo's features of the "
                         "generated and the real frame (0 keeps the paper's losses)")
+    p.add_argument("--expr-region", default="full", choices=("full", "upper"),
+                   help="where the expression loss's gradient reaches: the whole generated frame, or only its "
+                        "upper half (T_emo still sees the whole face; the mouth is left to sync and L1)")
     p.add_argument("--mu-source", default="student", choices=("student", "teacher"),
                    help="μ the generator is trained on: the emotion student's (the paper) or, beyond the paper, the "
                         "teacher's μ* of the clip's frames, which says what the frames show (at inference μ is the "
@@ -154,7 +157,7 @@ def main(args) -> dict:
                 h = real.shape[-2] // 2
                 g["lower"] = args.lambda_lower * (fake[..., h:, :] - real[..., h:, :]).abs().mean()
             if t_emo is not None:
-                g["expr"] = args.lambda_expr * l_expr(t_emo, fake, real)
+                g["expr"] = args.lambda_expr * l_expr(t_emo, fake, real, args.expr_region)
             g_total = sum(g.values())
         opts["g"].zero_grad(set_to_none=True)
         D.requires_grad_(False)
