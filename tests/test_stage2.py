@@ -145,7 +145,7 @@ def _cmd(tiny_prep, stage1, out, *extra):
 def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
     out = tmp_path / "s2"
     r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", "2", "--context", "1", "--mu-source", "teacher",
-                            "--lambda-expr", "1"), cwd=ROOT,
+                            "--lambda-expr", "1", "--expr-region", "upper"), cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     g = Generator.from_pretrained(out / "generator")
@@ -157,7 +157,7 @@ def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
 
     grid = cv2.imread(str(out / "samples" / "step-000002.png"))
     assert grid.shape[0] == 2 * 32 and grid.shape[1] == 6 * 32  # one clip (GT row + generated row), 6 frames
-    assert meta["settings"]["mu_source"] == "teacher"
+    assert meta["settings"]["mu_source"] == "teacher" and meta["settings"]["expr_region"] == "upper"
     assert meta["metrics"]["final"]["expr"] > 0  # the expression loss took part
     # --mu-source teacher: the frames come with the teacher's μ* of their clip, not the student's μ
     sys.path.insert(0, str(ROOT / "train"))
