@@ -63,8 +63,9 @@ def ridge_probe(data, feats, context: int, n_clips: int, per_clip: int = 20, lam
 
 def d_sync_alone(data, feats, targets, context: int, steps: int, lr: float, width: int = 64) -> dict:
     from s2v.discriminators import Discriminators, DiscriminatorsConfig
+    from s2v.training import infinite
     from stage2 import Frames
-    from tqdm.auto import tqdm
+    from tqdm.auto import trange
 
     D = Discriminators(DiscriminatorsConfig(size=data.size, c_dim=feats.c.shape[1], window=2 * context + 1,
                                             id_channels=(1, 1, 1), width=width)).sync
@@ -73,19 +74,14 @@ def d_sync_alone(data, feats, targets, context: int, steps: int, lr: float, widt
                                          shuffle=True, drop_last=True)
     test = next(iter(torch.utils.data.DataLoader(Frames(data, feats, targets, "test", context, 3),
                                                  batch_size=256, shuffle=True)))
-    step, losses = 0, []
-    with tqdm(total=steps, desc="D_sync alone") as bar:
-        while step < steps:
-            for b in loader:
-                loss = ((D(b["c"], b["frame"])[0] - 1) ** 2).mean() + 0.5 * (D(b["c_off"], b["frame"])[0] ** 2).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-                step += 1
-                bar.update()
-                if step >= steps:
-                    break
+    batches, losses = infinite(loader), []
+    for _ in trange(steps, desc="D_sync alone"):
+        b = next(batches)
+        loss = ((D(b["c"], b["frame"])[0] - 1) ** 2).mean() + 0.5 * (D(b["c_off"], b["frame"])[0] ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
     D.eval()
     with torch.no_grad():
         a, o = D(test["c"], test["frame"])[0].flatten(), D(test["c_off"], test["frame"])[0].flatten()

@@ -126,10 +126,10 @@ def main(args) -> dict:
             "id": torch.optim.RMSprop(D.id.parameters(), lr=LR["id"]),
             "fr": torch.optim.RMSprop(D.fr.parameters(), lr=LR["fr"]),
             "sync": torch.optim.RMSprop(D.sync.parameters(), lr=LR["sync"])}
-    frames = Frames(data, feats, targets, "train", args.context, args.offsync_min, args.mu_source)
-    loader = torch.utils.data.DataLoader(frames,
-                                         batch_size=args.batch_size, shuffle=True, drop_last=True,
-                                         num_workers=args.num_workers, persistent_workers=args.num_workers > 0)
+    loader = torch.utils.data.DataLoader(
+        Frames(data, feats, targets, "train", args.context, args.offsync_min, args.mu_source),
+        batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers,
+        persistent_workers=args.num_workers > 0)
     t_emo = None
     if args.lambda_expr:
         t_emo = load_emotion_teacher(args.teachers).to(acc.device)  # frozen, eval mode
