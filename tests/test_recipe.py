@@ -1,5 +1,6 @@
 """The recipe (train/recipe.py) resumes where it stopped; the bundle (python -m s2v.bundle) loads and stays small."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,18 @@ def _recipe(tmp, *extra):
     return subprocess.run([sys.executable, "train/recipe.py", "--tiny", "--data", str(tmp / "data"), "--runs",
                            str(tmp / "runs"), "--bundle", str(tmp / "bundle"), "--assets", str(tmp / "assets"),
                            *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_recipe_gives_trainers_every_core(tmp_path):
+    """accelerate launch would run a CPU trainer on one thread; the recipe passes the core count
+    (or OMP_NUM_THREADS when the user set it) to every trainer it launches."""
+    for env, want in [({"OMP_NUM_THREADS": "3"}, "3"), ({}, str(os.cpu_count()))]:
+        base = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        dry = subprocess.run([sys.executable, "train/recipe.py", "--dry-run", "--runs", str(tmp_path)], cwd=ROOT,
+                             capture_output=True, text=True, env={**base, **env}, timeout=60)
+        launches = [line for line in dry.stdout.splitlines() if "accelerate.commands.launch" in line]
+        assert len(launches) == 6
+        assert all(f"--num_cpu_threads_per_process {want} " in line for line in launches)
 
 
 def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
