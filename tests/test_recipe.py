@@ -12,19 +12,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _recipe(tmp, *extra):
+def _recipe(tmp, *extra, env=None):
     return subprocess.run([sys.executable, "train/recipe.py", "--tiny", "--data", str(tmp / "data"), "--runs",
                            str(tmp / "runs"), "--bundle", str(tmp / "bundle"), "--assets", str(tmp / "assets"),
-                           *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           *extra], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
 def test_recipe_gives_trainers_every_core(tmp_path):
     """accelerate launch would run a CPU trainer on one thread; the recipe passes the core count
     (or OMP_NUM_THREADS when the user set it) to every trainer it launches."""
+    base = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     for env, want in [({"OMP_NUM_THREADS": "3"}, "3"), ({}, str(os.cpu_count()))]:
-        base = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-        dry = subprocess.run([sys.executable, "train/recipe.py", "--dry-run", "--runs", str(tmp_path)], cwd=ROOT,
-                             capture_output=True, text=True, env={**base, **env}, timeout=60)
+        dry = _recipe(tmp_path, "--dry-run", env={**base, **env})
         launches = [line for line in dry.stdout.splitlines() if "accelerate.commands.launch" in line]
         assert len(launches) == 6
         assert all(f"--num_cpu_threads_per_process {want} " in line for line in launches)
