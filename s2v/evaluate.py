@@ -1,24 +1,30 @@
-"""`python -m s2v.evaluate`: the paper's Table 1 on a prepared dataset, plus whether a voice was "recollected".
+"""`python -m s2v.evaluate`: the paper's Table 1 on a prepared dataset, and whether a voice's face is its own.
 
-    python -m s2v.evaluate --data data/prep64 --model checkpoints/default --out runs/eval --baselines
+    python -m s2v.evaluate --data data/prep64 --model checkpoints/default --out runs/eval --baselines \
+        --emotion-judge runs/judge --identity-judge runs/judge
 
 Rows (one per method and split; splits: the seen actors' test clips and the unseen actors' clips):
-  ground-truth   the real frames: the ceiling of the sync and teacher metrics
-  s2v            ν and μ from the voice, ν recalled onto the seen actors (the pipeline's default)
-  s2v-raw-nu     ν from the voice fed as is (the paper's form)
-  reference      ν* of the speaker's own still (the analogue of SDFA's reference image), μ from the voice
-  mismatch       ν* of another actor's still (SDFA(mismatch))
-  mean-face      the mean ν* of the seen actors
+  ground-truth   the real frames: the ceiling of every judge
+  s2v            ν and μ from the voice, as the pipeline does by default (the model folder says whether ν
+                 is recalled onto the seen actors or fed as is)
+  s2v-raw-nu     ν fed as is (the paper's form), when the default recalls; or
+  s2v-recall     ν recalled onto the seen actors (soft nearest), when the default feeds it as is
+  reference      the speaker's own ν, as the generator was trained to take it (see `Vectors`: ν* of the
+                 speaker's still for a generator trained on ν*, else the mean student ν of its clips)
+  mismatch       the same for another actor of the same split (SDFA(mismatch))
+  mean-face      the mean of the seen actors' vectors
+  random-seen    a random seen actor's vector: a real face, but not the voice's
   s2f-like       `--ablation DIR`: a stage 2 trained without the identity branch and D_ID
 Columns: SSIM and PSNR against the real frames; LSE-C, LSE-D and the share of clips whose sync offset
-is within ±1 frame (the sync expert, `--syncnet`); identity top-1 (T_id on the generated frames: is
-the nearest seen actor the speaker), emotion agreement (T_emo's class on the generated frames vs the
-label), and on unseen actors whether the nearest seen actor has the speaker's sex and age group.
-`--emotion-judge DIR` adds the emotion agreement by a second emotion network that took no part in
-training (a teachers folder or its emotion/), for when T_emo was also a training loss
-(`train/stage2.py --lambda-expr`).
+is within ±1 frame (the sync expert, `--syncnet`); emotion agreement (T_emo's class on the generated
+frames vs the label; `--emotion-judge DIR` adds a second emotion network that took no part in
+training). Identity: T_id's nearest seen actor (closed-set, and T_id is a training loss), and with
+`--identity-judge DIR` (an identity network trained with another seed on another face pool, with its
+attribute classifiers from `python -m s2v.attributes`): seen clips' identity top-1 among the seen
+actors' stills; unseen clips' open-set scores among the unseen actors' stills (1:2 matching, R@1, R@5,
+`s2v.openset`); the sex and age group of the generated face against the actor's.
 
-Writes OUT/results.json, OUT/results.md (the table) and OUT/strip.png (real above generated frames,
+Writes OUT/results.json, OUT/results.md (the tables) and OUT/strip.png (real above generated frames,
 a seen and an unseen voice). Clips are a seeded sample (`--limit N` per split).
 """
 from __future__ import annotations
@@ -75,14 +81,27 @@ class Judges:
     """The face teachers (identity, emotion) and the sync expert that score a clip."""
 
     def __init__(self, teachers: str | Path, syncnet: str | Path | None, gallery, device,
-                 emotion_judge: str | Path | None = None):
+                 emotion_judge: str | Path | None = None, identity_judge: str | Path | None = None):
+        from .attributes import Attributes, load_identity_judge
         from .syncnet import SyncNet
         from .teachers import load_emotion_teacher, load_teachers
 
         self.t_id, self.t_emo = (t.to(device) for t in load_teachers(teachers))
         self.t_emo2 = load_emotion_teacher(emotion_judge).to(device) if emotion_judge else None
+        self.id2 = self.attributes = None
+        if identity_judge:
+            self.id2 = load_identity_judge(identity_judge).to(device)
+            att = Path(identity_judge) / "attributes"
+            self.attributes = Attributes.load(att) if (att / "attributes.json").exists() else None
         self.sync = SyncNet.from_pretrained(syncnet).to(device).eval() if syncnet else None
         self.gallery, self.device = gallery, device
+
+    @torch.no_grad()
+    def heldout_embed(self, frames: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, D) normalised embeddings by the held-out identity judge."""
+        from .attributes import embed_images
+
+        return embed_images(self.id2, frames, self.device)
 
     @torch.no_grad()
     def still_nu(self, still: np.ndarray) -> np.ndarray:
@@ -99,6 +118,11 @@ class Judges:
                "emotion": int(self.t_emo.crema_logits(x).mean(0).argmax())}
         if self.t_emo2 is not None:
             out["emotion_heldout"] = int(self.t_emo2.crema_logits(x).mean(0).argmax())
+        if self.id2 is not None:  # one embedding per clip: the mean of its frames' (kept out of results.json)
+            e = self.heldout_embed(frames[pick]).mean(0)
+            out["_embedding"] = e / (np.linalg.norm(e) + 1e-12)
+            if self.attributes is not None:
+                out.update({f"pred_{k}": str(v[0]) for k, v in self.attributes.predict(out["_embedding"][None]).items()})
         if self.sync is not None:
             s = sync_scores(self.sync, frames, audio, fps)
             out.update(lse_c=s["lse_c"], lse_d=s["lse_d"], offset=s["offset"])
@@ -112,15 +136,57 @@ def pick_clips(data, split: str, limit: int | None, seed: int) -> list[int]:
     return ids
 
 
+class Vectors:
+    """The ν each row feeds the generator, from the distribution it was trained on: a generator trained on
+    the teacher's ν* (`--nu-source teacher|mix`, `nu_norm`) gets ν* = T_id(still) for `reference` and
+    `mismatch` and the seen actors' mean ν* for `mean-face` and `random-seen`; one trained on the student's
+    ν (the paper) gets the mean student ν over the actor's clips (the seen actors': over their training
+    clips, the gallery's `voice`)."""
+
+    def __init__(self, pipe, judges: Judges, data, device, per_actor: int = 8):
+        from .features import AudioFeatures
+
+        self.teacher = bool(getattr(pipe.generator.config, "nu_norm", False))
+        g = pipe.gallery
+        self.seen_ids = list(g.ids)
+        self.seen = g.embeddings if (self.teacher or g.voice is None) else g.voice  # (A, D)
+        self.pipe, self.judges, self.data, self.device, self.per_actor = pipe, judges, data, device, per_actor
+        self._cache: dict[str, np.ndarray] = {}
+        self._compute = AudioFeatures.compute
+
+    def of(self, actor: str) -> torch.Tensor:
+        """The actor's own ν (the `reference` row)."""
+        if actor not in self._cache:
+            if self.teacher:
+                v = self.judges.still_nu(self.data.still(actor))
+            elif actor in self.seen_ids:
+                v = self.seen[self.seen_ids.index(actor)]
+            else:
+                clips = [i for i, c in enumerate(self.data.clips) if c["actor"] == actor][:self.per_actor]
+                v = np.mean([self._compute(self.pipe.cpc, self.pipe.students, self.data.audio(i), self.device)[1]
+                             for i in clips], 0)
+            self._cache[actor] = np.asarray(v, np.float32)
+        return torch.from_numpy(self._cache[actor]).to(self.device)
+
+    def mean_face(self) -> torch.Tensor:
+        return torch.from_numpy(self.seen.mean(0).astype(np.float32)).to(self.device)
+
+    def random_seen(self, rng, actor: str) -> torch.Tensor:
+        """A seen actor's ν other than the speaker's: a face that is someone's, not the voice's."""
+        k = [j for j, a in enumerate(self.seen_ids) if a != actor]
+        return torch.from_numpy(np.asarray(self.seen[k[rng.integers(len(k))]], np.float32)).to(self.device)
+
+
 @torch.no_grad()
 def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", "unseen"), limit=None,
-             baselines=False, ablation=None, seed=0, device=None, progress=True, emotion_judge=None) -> dict:
+             baselines=False, ablation=None, seed=0, device=None, progress=True, emotion_judge=None,
+             identity_judge=None) -> dict:
     from tqdm.auto import tqdm
 
     from .data import Prepared
     from .features import AudioFeatures
     from .generator import generate_clip, to_uint8
-    from .pipeline import Speech2Video
+    from .pipeline import RECALL, Speech2Video
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     data = Prepared(data_dir)
@@ -128,27 +194,34 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
     pipe = Speech2Video.from_pretrained(model, device=device)
     teachers = Path(teachers) if teachers else _find(model, "teachers")
     syncnet = Path(syncnet) if syncnet else _find(model, "syncnet", required=False)
-    judges = Judges(teachers, syncnet, pipe.gallery, device, emotion_judge)
-    methods = ["ground-truth", "s2v"] + (["s2v-raw-nu"] if pipe.recall is not None else []) + (["reference", "mismatch", "mean-face"] if baselines else [])
+    judges = Judges(teachers, syncnet, pipe.gallery, device, emotion_judge, identity_judge)
+    other = ("s2v-raw-nu" if pipe.recall is not None else "s2v-recall") if pipe.gallery is not None else None
+    methods = ["ground-truth", "s2v"] + ([other] if other else []) + (
+        ["reference", "mismatch", "mean-face", "random-seen"] if baselines else [])
     abl = None
     if ablation:
         abl = Speech2Video.from_pretrained(ablation, device=device)
         methods.append("s2f-like")
-    mean_face = torch.from_numpy(pipe.gallery.embeddings.mean(0)).to(device)
-    still_nu = {a: torch.from_numpy(judges.still_nu(data.still(a))).to(device) for a in data.actors}
+    vec = Vectors(pipe, judges, data, device)
+    recall_t = pipe.recall if pipe.recall is not None else RECALL
     rng = np.random.default_rng(seed)
     per_clip, strip = [], {}
     for split in splits:
         ids = pick_clips(data, split, limit, seed)
+        same_split = sorted({data.clips[i]["actor"] for i in data.split(split)}, key=str)
         for i in tqdm(ids, desc=f"evaluate {split}", disable=not progress):
             clip = data.clips[i]
             actor, fps, n = clip["actor"], clip["fps"], clip["n_frames"]
             gt, audio = np.asarray(data.frames(i)), data.audio(i)
             c, nu, mu = (torch.from_numpy(x).to(device) for x in AudioFeatures.compute(pipe.cpc, pipe.students, audio,
                                                                                        device))
-            others = [a for a in data.actors if a != actor]
-            nus = {"s2v": pipe.identity(nu[None])[0], "s2v-raw-nu": nu, "reference": still_nu[actor], "mismatch": still_nu[others[rng.integers(len(others))]],
-                   "mean-face": mean_face}
+            others = [a for a in same_split if a != actor] or [a for a in data.actors if a != actor]
+            nus = {"s2v": pipe.identity(nu[None])[0], "s2v-raw-nu": nu,
+                   "s2v-recall": torch.from_numpy(pipe.gallery.recall(nu[None].cpu().numpy(), recall_t)[0]).to(device)
+                   if pipe.gallery is not None else None}
+            if baselines:
+                nus.update({"reference": vec.of(actor), "mismatch": vec.of(others[rng.integers(len(others))]),
+                            "mean-face": vec.mean_face(), "random-seen": vec.random_seen(rng, actor)})
             for m in methods:
                 if m == "ground-truth":
                     frames = gt
@@ -165,13 +238,19 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
                 per_clip.append(row)
                 if m in ("ground-truth", "s2v") and split not in strip.get(m, {}):
                     strip.setdefault(m, {})[split] = frames
-    results = summarise(per_clip, data, pipe.gallery)
+    stills = None
+    if judges.id2 is not None:  # every actor's still by the held-out judge: the candidates of the open-set scores
+        actors = sorted(data.actors, key=str)
+        stills = dict(zip(actors, judges.heldout_embed(np.stack([data.still(a) for a in actors]))))
+    results = summarise(per_clip, data, pipe.gallery, stills, judges.attributes)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"data": str(data_dir), "model": str(model), "teachers": str(teachers),
                 "syncnet": str(syncnet) if syncnet else None, "ablation": str(ablation) if ablation else None,
                 "emotion_judge": str(emotion_judge) if emotion_judge else None,
-                "splits": list(splits), "limit": limit, "baselines": baselines, "seed": seed}
+                "identity_judge": str(identity_judge) if identity_judge else None,
+                "splits": list(splits), "limit": limit, "baselines": baselines, "seed": seed,
+                "vectors": "teacher nu* (T_id of the still)" if vec.teacher else "mean student nu over the actor's clips"}
     (out / "results.json").write_text(json.dumps({"settings": settings, "rows": _jsonable(results)}, indent=1))
     (out / "results.md").write_text(table(results, settings))
     if "ground-truth" in strip and "s2v" in strip:
@@ -195,10 +274,17 @@ def _find(model: Path, name: str, required: bool = True) -> Path | None:
     return None
 
 
-def summarise(per_clip: list[dict], data, gallery) -> list[dict]:
+def summarise(per_clip: list[dict], data, gallery, stills: dict | None = None, attributes=None) -> list[dict]:
+    """One row per split and method. With the held-out judge's `stills` (actor -> normalised embedding):
+    seen clips get identity top-1 among the seen actors' stills; unseen clips the open-set scores among the
+    unseen actors' stills (`s2v.openset`); with `attributes`, every split the sex and age group of the
+    generated face against the actor's."""
+    from .openset import match_scores
+
     rows = []
     info = data.index["actors"]
     for split in dict.fromkeys(r["split"] for r in per_clip):
+        cand = sorted({data.clips[i]["actor"] for i in data.split(split)}, key=str)
         for m in dict.fromkeys(r["method"] for r in per_clip):
             rs = [r for r in per_clip if r["split"] == split and r["method"] == m]
             if not rs:
@@ -217,6 +303,18 @@ def summarise(per_clip: list[dict], data, gallery) -> list[dict]:
                         info[r["actor"]].get(key) == gallery.actors[r["nearest"]].get(key) for r in rs)
             else:
                 row["identity_top1"] = _mean(r["nearest"] == r["actor"] for r in rs)
+            if stills is not None and len(cand) >= 2:
+                q = np.stack([r["_embedding"] for r in rs])
+                truth = np.array([cand.index(r["actor"]) for r in rs])
+                sc = match_scores(q, truth, np.stack([stills[a] for a in cand]))
+                if split == "unseen":
+                    row.update({k: sc[k] for k in ("match_1to2", "r_at_1", "r_at_5", "r_at_1_chance", "r_at_5_chance",
+                                                   "candidates")})
+                else:
+                    row.update(identity_top1_heldout=sc["r_at_1"], identity_chance=sc["r_at_1_chance"])
+            if attributes is not None and all("pred_sex" in r for r in rs):
+                for key in attributes.heads:
+                    row[f"{key}_heldout"] = _mean(r[f"pred_{key}"] == str(info[r["actor"]].get(key)) for r in rs)
             rows.append(row)
     return rows
 
@@ -227,23 +325,43 @@ def _jsonable(rows):
     return [{k: fix(v) for k, v in r.items()} for r in rows]
 
 
-def table(rows: list[dict], settings: dict) -> str:
-    heldout = any(r.get("emotion_agreement_heldout") is not None for r in rows)
-    cols = [("ssim", "SSIM ↑"), ("psnr", "PSNR ↑"), ("lse_c", "LSE-C ↑"), ("lse_d", "LSE-D ↓"),
-            ("in_sync", "offset ≤1 ↑"), ("identity_top1", "identity top-1 ↑"), ("emotion_agreement", "emotion ↑"),
-            *([("emotion_agreement_heldout", "emotion, held-out judge ↑")] if heldout else []),
-            ("unseen_sex_agreement", "unseen sex ↑"), ("unseen_age_group_agreement", "unseen age ↑")]
+FRAME_COLS = [("ssim", "SSIM ↑"), ("psnr", "PSNR ↑"), ("lse_c", "LSE-C ↑"), ("lse_d", "LSE-D ↓"),
+              ("in_sync", "offset ≤1 ↑"), ("emotion_agreement", "emotion ↑"),
+              ("emotion_agreement_heldout", "emotion, held-out judge ↑")]
+IDENTITY_COLS = [("identity_top1", "identity top-1, T_id ↑"), ("identity_top1_heldout", "identity top-1, held-out ↑"),
+                 ("match_1to2", "1:2 match ↑"), ("r_at_1", "R@1 ↑"), ("r_at_5", "R@5 ↑"),
+                 ("sex_heldout", "sex ↑"), ("age_group_heldout", "age group ↑"),
+                 ("unseen_sex_agreement", "nearest seen: same sex"), ("unseen_age_group_agreement",
+                                                                      "nearest seen: same age")]
+
+
+def _table(rows: list[dict], cols: list[tuple[str, str]]) -> list[str]:
+    cols = [c for c in cols if any(r.get(c[0]) is not None for r in rows)]
     fmt = lambda v: "—" if v is None else ("∞" if isinstance(v, float) and math.isinf(v) else f"{v:.3f}")  # noqa: E731
-    lines = ["| split | method | clips | " + " | ".join(c[1] for c in cols) + " |",
-             "|" + "---|" * (3 + len(cols))]
+    lines = ["| split | method | clips | " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * (3 + len(cols))]
     for r in rows:
         lines.append(f"| {SPLITS.get(r['split'], r['split'])} | {r['method']} | {r['clips']} | "
                      + " | ".join(fmt(r.get(c)) for c, _ in cols) + " |")
+    return lines
+
+
+def table(rows: list[dict], settings: dict) -> str:
+    """Two markdown tables (frames, sync and emotion; identity), the chance levels and the command."""
+    lines = ["Frames, sync and emotion:", "", *_table(rows, FRAME_COLS), "", "Identity:", "",
+             *_table(rows, IDENTITY_COLS)]
+    chance = [f"{SPLITS.get(r['split'], r['split'])}: identity top-1 {r['identity_chance']:.3f}" for r in rows
+              if r.get("identity_chance") is not None][:1]
+    chance += [f"unseen actors: 1:2 match 0.500, R@1 {r['r_at_1_chance']:.3f}, R@5 {r['r_at_5_chance']:.3f} "
+               f"({r['candidates']} candidates)" for r in rows if r.get("r_at_1_chance") is not None][:1]
+    if chance:
+        lines += ["", "Chance: " + "; ".join(chance) + ". The ground-truth row (the real frames) is each judge's "
+                  "ceiling. Sex and age group: the held-out judge's attribute classifiers against the corpus truth."]
     s = settings
     cmd = (f"python -m s2v.evaluate --data {s['data']} --model {s['model']} --split {','.join(s['splits'])}"
            + (f" --limit {s['limit']}" if s.get("limit") else "") + (" --baselines" if s.get("baselines") else "")
            + (f" --ablation {s['ablation']}" if s.get("ablation") else "")
-           + (f" --emotion-judge {s['emotion_judge']}" if s.get("emotion_judge") else "") + " --out OUT")
+           + (f" --emotion-judge {s['emotion_judge']}" if s.get("emotion_judge") else "")
+           + (f" --identity-judge {s['identity_judge']}" if s.get("identity_judge") else "") + " --out OUT")
     return "\n".join(lines) + f"\n\nMade by `{cmd}`.\n"
 
 
@@ -285,6 +403,10 @@ def main(argv=None) -> int:
     p.add_argument("--emotion-judge", default=None,
                    help="a second emotion network not used in training (teachers folder or its emotion/): adds "
                         "the emotion agreement by that judge")
+    p.add_argument("--identity-judge", default=None,
+                   help="an identity network not used in training (teachers folder or its identity/, with "
+                        "attributes/ from python -m s2v.attributes): adds held-out identity top-1, the open-set "
+                        "scores on unseen actors (1:2 matching, R@1, R@5) and the sex and age group of the faces")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     a = p.parse_args(argv)
@@ -293,7 +415,7 @@ def main(argv=None) -> int:
     if bad:
         p.error(f"unknown split {bad[0]!r}; use test, unseen or test,unseen")
     res = evaluate(a.data, a.model, a.out, a.teachers, a.syncnet, splits, a.limit, a.baselines, a.ablation, a.seed,
-                   a.device, emotion_judge=a.emotion_judge)
+                   a.device, emotion_judge=a.emotion_judge, identity_judge=a.identity_judge)
     print(table(res["rows"], res["settings"]))
     return 0
 

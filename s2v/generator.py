@@ -56,6 +56,10 @@ class GeneratorConfig:
     base: int = 256  # decoder channels at 4x4
     min_channels: int = 32
     identity_branch: bool = True
+    # beyond the paper: ν is centred and scaled to norm sqrt(nu_dim) on the way in, so the teacher's ν* (a ReLU
+    # embedding) and the student's ν (logits matched to it through a softmax, which ignores a shift) land in one
+    # space and the generator can be trained on either (train/stage2.py --nu-source)
+    nu_norm: bool = False
 
     def __post_init__(self):
         if self.size < 32 or self.size & (self.size - 1):
@@ -132,6 +136,9 @@ class Generator(Pretrained):
         if c.shape[1:] != (cfg.window, cfg.c_dim):
             raise ValueError(f"c must be (B, {cfg.window}, {cfg.c_dim}), got {tuple(c.shape)}")
         b = c.shape[0]
+        if cfg.nu_norm:
+            nu = nu - nu.mean(-1, keepdim=True)
+            nu = nu * (cfg.nu_dim ** 0.5 / nu.norm(dim=-1, keepdim=True).clamp_min(1e-6))
         parts = [c.reshape(b, -1), mu] + ([] if cfg.identity_branch else [nu])
         h = self.audio(torch.cat(parts, 1)).view(b, cfg.base, 4, 4)
         maps = self.identity_maps(nu) if cfg.identity_branch else []

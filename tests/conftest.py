@@ -1,4 +1,6 @@
-"""Shared fixtures: one tiny synthetic corpus (2 actors x 2 sentences x 3 emotions), made once."""
+"""Shared fixtures: one tiny synthetic corpus (3 seen + 2 unseen actors x 2 sentences x 3 emotions), made once.
+Three seen actors, so that a check of who a voice or a face is can fail; two unseen, so that the open-set
+scores have a true speaker and another to tell apart."""
 from __future__ import annotations
 
 import os
@@ -19,7 +21,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
     from s2v.corpus.make import make_corpus
 
     out = tmp_path_factory.mktemp("corpus")
-    make_corpus(out, seen=1, unseen=1, sentences=2, emotions=("ANG", "NEU", "SAD"), seed=0, workers=2,
+    make_corpus(out, seen=3, unseen=2, sentences=2, emotions=("ANG", "NEU", "SAD"), seed=0, workers=2,
                 size=64, progress=False)
     return out
 

@@ -21,20 +21,20 @@ from s2v.video import probe_video, read_video
 def test_layout(tiny_corpus):
     wavs = sorted((tiny_corpus / "AudioWAV").glob("*.wav"))
     flvs = sorted((tiny_corpus / "VideoFlash").glob("*.flv"))
-    assert len(wavs) == len(flvs) == 2 * 2 * 3
+    assert len(wavs) == len(flvs) == 5 * 2 * 3
     assert [w.stem for w in wavs] == [f.stem for f in flvs]
     for w in wavs:
         actor, sentence, emotion, level = w.stem.split("_")
-        assert actor in ("1001", "1002") and sentence in ("IEO", "TIE") and emotion in ("ANG", "NEU", "SAD")
+        assert actor in ("1001", "1002", "1003", "1004", "1005") and sentence in ("IEO", "TIE") and emotion in ("ANG", "NEU", "SAD")
         assert level in (("LO", "MD", "HI") if sentence == "IEO" and emotion != "NEU" else ("XX",))
     meta = json.loads((tiny_corpus / "actors.json").read_text())
-    assert [a["split"] for a in meta["actors"]] == ["seen", "unseen"]
+    assert [a["split"] for a in meta["actors"]] == ["seen"] * 3 + ["unseen"] * 2
     for a in meta["actors"]:
         assert {"id", "sex", "age", "age_group", "voice", "face"} <= set(a)
         Actor.from_json(a)  # round-trips
         assert (tiny_corpus / "Stills" / f"{a['id']}.png").exists()
     rows = list(csv.DictReader(open(tiny_corpus / "VideoDemographics.csv")))
-    assert [r["ActorID"] for r in rows] == ["1001", "1002"] and {"Age", "Sex"} <= set(rows[0])
+    assert [r["ActorID"] for r in rows] == ["1001", "1002", "1003", "1004", "1005"] and {"Age", "Sex"} <= set(rows[0])
     assert meta["sentences"] == {"IEO": "It's eleven o'clock.", "TIE": "That is exactly what happened."}
 
 
@@ -165,9 +165,36 @@ def test_make_resumes_and_rejects_bad_options(tmp_path, capsys):
     assert len(SENTENCES) == 12
 
 
-def test_probe_runs_on_the_tiny_corpus(tiny_corpus, capsys):
-    assert corpus_main(["probe", "--corpus", str(tiny_corpus)]) == 0
+def test_probe_runs_on_the_tiny_corpus(tiny_corpus, tiny_prep, capsys):
+    assert corpus_main(["probe", "--corpus", str(tiny_corpus), "--judge", str(tiny_prep.parent / "teachers")]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["clips"] == 12
-    for key in ("speaker_top1_seen_test", "emotion_seen_test", "sex_unseen"):
+    assert out["clips"] == 30
+    for key in ("speaker_top1_seen_test", "emotion_seen_test", "sex_unseen", "embedding_match_1to2_unseen"):
         assert 0.0 <= out[key] <= 1.0
+    for key in ("r2_age_unseen", "r2_build_unseen", "r2_jaw_unseen", "r2_face_embedding_unseen"):
+        assert out[key] <= 1.0  # R² of held-out actors: at most 1, and below 0 when worse than the mean
+    assert out["embedding_candidates_unseen"] == 2
+
+
+def test_build_links_voice_and_face_only_in_traits_2():
+    """Traits 2: a bigger build lowers the formants and widens the face; traits 1 draws the old actors."""
+    from s2v.corpus.actors import make_actors, with_build
+
+    old, new = make_actors(6, 2, seed=0, traits=1), make_actors(6, 2, seed=0, traits=2)
+    assert all(a.build == 0.0 for a in old) and any(a.build != 0.0 for a in new)
+    for a, b in zip(old, new):  # everything but the build's shifts is drawn the same
+        assert (a.sex, a.age, a.face.skin, a.voice.language) == (b.sex, b.age, b.face.skin, b.voice.language)
+    big, small = with_build(old[0], 2.0), with_build(old[0], -2.0)
+    assert big.voice.variant.formant_scale[0] < small.voice.variant.formant_scale[0]
+    assert big.face.face_w > small.face.face_w and big.face.jaw >= small.face.jaw
+
+
+def test_clips_per_actor_balances_emotions():
+    from s2v.corpus.actors import EMOTIONS, SENTENCES, make_actors
+    from s2v.corpus.make import clip_specs
+
+    specs = clip_specs(make_actors(4, 0, seed=0), list(SENTENCES), list(EMOTIONS), 0, per_actor=8)
+    assert len(specs) == 32 and len({s.stem for s in specs}) == 32  # no line twice
+    for a in {s.actor.id for s in specs}:
+        counts = [sum(s.actor.id == a and s.emotion == e for s in specs) for e in EMOTIONS]
+        assert sorted(counts) == [1, 1, 1, 1, 2, 2]  # 8 clips: the six emotions take turns

@@ -115,23 +115,79 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = json.loads((sync / "metrics.json").read_text())
     assert metrics["steps"] == 2 and "gt_lse_c" in metrics
+    # a held-out identity judge with attribute classifiers fitted on a small labelled face pool
+    import shutil
+
+    from s2v.corpus.faces import make_faces
+
+    judge = tmp_path / "judge"
+    shutil.copytree(tiny_prep.parent / "teachers" / "identity", judge / "identity")
+    make_faces(tmp_path / "faces", identities=10, per_identity=2, size=32, seed=1, workers=1, progress=False)
+    r = subprocess.run([sys.executable, "-m", "s2v.attributes", "--faces", str(tmp_path / "faces"), "--judge",
+                        str(judge), "--device", "cpu"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert set(json.loads(r.stdout)["accuracy_heldout"]) == {"sex", "age_group"}
     out = tmp_path / "eval"
     r = subprocess.run([sys.executable, "-m", "s2v.evaluate", "--data", str(tiny_prep), "--model", str(tiny_model),
                         "--teachers", str(tiny_prep.parent / "teachers"), "--syncnet", str(sync), "--out", str(out),
                         "--limit", "2", "--baselines", "--device", "cpu",
-                        "--emotion-judge", str(tiny_prep.parent / "teachers" / "emotion")],
+                        "--emotion-judge", str(tiny_prep.parent / "teachers" / "emotion"),
+                        "--identity-judge", str(judge)],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((out / "results.json").read_text())
     rows = {(x["split"], x["method"]): x for x in res["rows"]}
-    assert {m for _, m in rows} == {"ground-truth", "s2v", "s2v-raw-nu", "reference", "mismatch", "mean-face"}
+    assert {m for _, m in rows} == {"ground-truth", "s2v", "s2v-raw-nu", "reference", "mismatch", "mean-face",
+                                    "random-seen"}
     for (split, m), x in rows.items():
+        assert x["sex_heldout"] is not None and x["age_group_heldout"] is not None
+        if split == "unseen":  # two unseen actors: the true one and one other
+            assert x["candidates"] == 2 and x["r_at_1_chance"] == 0.5 and 0 <= x["match_1to2"] <= 1
+            assert x["r_at_1"] <= x["r_at_5"] == 1.0 and x["match_1to2"] == x["r_at_1"]  # with 2, the same task
+        else:
+            assert 0 <= x["identity_top1_heldout"] <= 1 and x["identity_chance"] == pytest.approx(1 / 3, abs=1e-3)
         assert x["clips"] >= 1 and x["lse_d"] is not None
         assert (x["ssim"] is None) == (m == "ground-truth")
         if m != "ground-truth":
             assert 0 <= x["ssim"] <= 1 and x["psnr"] > 0
         # the held-out judge here is T_emo itself, so it must agree clip for clip
         assert x["emotion_agreement_heldout"] == x["emotion_agreement"] is not None
-    assert "held-out judge" in (out / "results.md").read_text()
+    assert "held-out judge" in (out / "results.md").read_text() and "1:2 match" in (out / "results.md").read_text()
     assert "| method |" in (out / "results.md").read_text()
     assert (out / "strip.png").stat().st_size > 0
+
+
+def test_open_set_scores_known_answers():
+    """Queries that are their speakers' stills score 1; the most dissimilar still scores 0; a query
+    halfway between two stills ties them (half a point); chance levels follow the candidate count."""
+    from s2v.openset import match_scores
+
+    cands = np.eye(4)
+    perfect = match_scores(cands, np.arange(4), cands)
+    assert perfect["match_1to2"] == perfect["r_at_1"] == perfect["r_at_5"] == 1.0
+    assert perfect["r_at_1_chance"] == 0.25 and perfect["r_at_5_chance"] == 1.0
+    worst = match_scores(-cands[[0]] + 0.1 * cands[[1]], np.array([0]), cands)  # 0 is the farthest of all four
+    assert worst["match_1to2"] == 0.0 and worst["r_at_1"] == 0.0
+    tie = match_scores((cands[0] + cands[1])[None], np.array([0]), cands[:2])
+    assert tie["match_1to2"] == 0.5 and tie["r_at_1"] == 1.0  # nobody strictly nearer
+    with pytest.raises(ValueError):
+        match_scores(cands[:1], np.array([0]), cands[:1])
+
+
+def test_ridge_attributes_round_trip(tmp_path):
+    """A ridge classifier recovers a linearly separable label; saved and loaded, it predicts the same."""
+    from s2v.attributes import Attributes
+    from s2v.linear import Ridge, ridge_r2
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8))
+    sex = np.where(x[:, 0] > 0, "Male", "Female")
+    age = np.array(["young", "middle", "older"])[np.digitize(x[:, 1], [-0.5, 0.5])]
+    att = Attributes({"sex": Ridge.fit(x[:150], sex[:150]), "age_group": Ridge.fit(x[:150], age[:150])}, {})
+    pred = att.predict(x[150:])
+    assert np.mean(pred["sex"] == sex[150:]) > 0.9 and np.mean(pred["age_group"] == age[150:]) > 0.6
+    att.save(tmp_path / "a")
+    again = Attributes.load(tmp_path / "a").predict(x[150:])
+    assert all((again[k] == pred[k]).all() for k in pred)
+    assert ridge_r2(x[:150], x[:150, 2], x[150:], x[150:, 2]) > 0.95  # a feature itself: explained
+    assert ridge_r2(x[:150], rng.normal(size=150), x[150:], rng.normal(size=50)) < 0.1  # noise: not

@@ -49,11 +49,11 @@ def test_bad_clips_are_skipped_and_counted(prepared, broken_corpus):
 def test_shards_index_and_splits(prepared):
     out, _ = prepared
     data = Prepared(out)
-    assert len(list(out.glob("shard-*.frames.npy"))) == 3  # 12 clips, 4 per shard
+    assert len(list(out.glob("shard-*.frames.npy"))) == 8  # 30 clips, 4 per shard
     assert data.index["crop"] == "center"  # the synthetic corpus is face-centred
     splits = {c["split"] for c in data.clips}
     unseen = {c["actor"] for c in data.clips if c["split"] == "unseen"}
-    assert unseen == {"1002"}  # from actors.json
+    assert unseen == {"1004", "1005"}  # from actors.json
     assert splits <= {"train", "val", "test", "unseen"} and "train" in splits
     for i, c in enumerate(data.clips):
         fr, au = data.frames(i), data.audio(i)
@@ -95,7 +95,7 @@ def test_split_work_across_processes(tiny_corpus, tmp_path):
     assert not (tmp_path / "index.json").exists()  # shards 1 and 3 are the other process's
     assert corpus_main(args + ["--shard", "1/2"]) == 0
     data = Prepared(tmp_path)
-    assert len(data.clips) == 12 and {c["actor"] for c in data.clips if c["split"] == "unseen"} == {"1001", "1002"}
+    assert len(data.clips) == 30 and {c["actor"] for c in data.clips if c["split"] == "unseen"} == {"1001", "1004", "1005"}
 
 
 def test_shard_auto_reads_the_launcher_rank(monkeypatch):

@@ -151,11 +151,11 @@ def test_stage1_two_steps_resume_and_outputs(tiny_prep, tiny_cpc, tmp_path):
     from s2v.gallery import Gallery
 
     g = Gallery.load(out / "gallery")
-    assert g.ids == ["1001"] and g.stills.shape == (1, 32, 32, 3)  # 1002 is unseen: not in the gallery
-    assert g.nearest(g.embeddings)[0] == "1001"
+    assert g.ids == ["1001", "1002", "1003"] and g.stills.shape == (3, 32, 32, 3)  # 1004/5 unseen: not in it
+    assert list(g.nearest(g.embeddings)) == g.ids
     assert g.voice is not None and g.voice.shape == g.embeddings.shape  # students' mean ν: the recall targets
     st = Students.from_pretrained(out / "students")
-    assert st.config.emo_input == "prosody" and st.config.emo_speakers == 1
+    assert st.config.emo_input == "prosody" and st.config.emo_speakers == 3
     # S_emo finds the speaker among the same voices identity recall uses
     assert torch.allclose(st.speaker_keys, torch.nn.functional.normalize(torch.from_numpy(g.voice), dim=-1), atol=1e-6)
     assert st.speaker_bases.abs().sum() > 0

@@ -172,6 +172,29 @@ def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
         ds = Frames(data, feats, t, "train", 1, 3, source)
         i, _ = ds.index.locate(0)
         assert np.allclose(ds[0]["mu"].numpy(), want[i])
+    # --nu-source: the teacher's ν* of the clip, the student's ν, or either at random (mix)
+    for source, want in (("teacher", t["nu_star"]), ("student", feats.nu)):
+        ds = Frames(data, feats, t, "train", 1, 3, nu_source=source)
+        i, _ = ds.index.locate(0)
+        assert np.allclose(ds[0]["nu"].numpy(), want[i])
+    ds = Frames(data, feats, t, "train", 1, 3, nu_source="mix")
+    i, _ = ds.index.locate(0)
+    np.random.seed(0)
+    got = {bool(np.allclose(ds[0]["nu"].numpy(), t["nu_star"][i])) for _ in range(20)}
+    assert got == {True, False}
+
+
+def test_generator_nu_norm_puts_teacher_and_student_in_one_space():
+    """With nu_norm the generator ignores a shift and a scale of ν (what the student's softmax-matched
+    logits differ from the teacher's ν* by); without it (the paper's form) it does not."""
+    from s2v.generator import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    c, mu, nu = torch.randn(2, 1, 16), torch.randn(2, 6), torch.rand(2, 32)
+    for norm in (True, False):
+        g = Generator(GeneratorConfig(size=32, c_dim=16, nu_dim=32, base=32, nu_norm=norm)).eval()
+        same = torch.allclose(g(c, nu, mu)[0], g(c, 3 * nu - 1.5, mu)[0], atol=1e-5)
+        assert same == norm
 
 
 def test_stage2_survives_sigkill_and_resumes(tiny_prep, tiny_stage1, tmp_path):

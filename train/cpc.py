@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s2v.audio import CPC_HOP, SAMPLE_RATE  # noqa: E402
-from s2v.corpus.probe import ridge_probe  # noqa: E402
+from s2v.linear import ridge_probe  # noqa: E402
 from s2v.cpc import CPC, CPCConfig, import_cpc_audio  # noqa: E402
 from s2v.data import Prepared  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402

@@ -43,8 +43,10 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     resume = ["--resume-from-checkpoint", "latest"]
     common = ["--num-workers", n(2, 0)]
     return [
-        ("corpus", [PY, "-m", "s2v.corpus", "make", "--out", str(corpus), "--seen", n(24, 2), "--unseen", n(6, 1),
-                    "--sentences", n(12, 2), "--size", n(128, 64)], corpus / "actors.json"),
+        ("corpus", [PY, "-m", "s2v.corpus", "make", "--out", str(corpus), "--seen", n(a.seen, 3), "--unseen",
+                    n(a.unseen, 2), "--sentences", n(12, 2), "--size", n(128, 64),
+                    *(["--clips-per-actor", n(a.clips_per_actor, 3)] if a.clips_per_actor else [])],
+         corpus / "actors.json"),
         ("prepare", [PY, "-m", "s2v.corpus", "prepare", "--dataset", "crema-d", "--root", str(corpus), "--out",
                      str(prep), "--size", str(a.size)], prep / "report.json"),
         ("faces", [PY, "-m", "s2v.corpus", "faces", "--out", str(faces), "--identities", n(200, 12),
@@ -62,7 +64,8 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
                     "--batch-size", n(64, 4), *common, *resume],
          r / "stage1" / "metrics.json"),
         ("stage2", [*LAUNCH, "train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers",
-                    str(r / "teachers"), "--output-dir", str(r / "stage2"), "--context", "2", "--lambda-lower", "10",
+                    str(r / "teachers"), "--output-dir", str(r / "stage2"), "--nu-source", a.nu_source,
+                    "--context", "2", "--lambda-lower", "10",
                     "--lambda-expr", "2", "--expr-region", "upper",
                     "--batch-size", n(16, 4), "--max-steps", n(3000, 4), "--checkpointing-steps", n(250, 2),
                     "--sample-steps", n(500, 2), *common, *resume], r / "stage2" / "stage2.json"),
@@ -95,6 +98,11 @@ def main(argv=None) -> int:
     p.add_argument("--bundle", default="checkpoints/default", help="the assembled model folder")
     p.add_argument("--assets", default="assets", help="the app's example voices and stills")
     p.add_argument("--size", type=int, default=64, help="face side in pixels (64: the CPU default; 128 on a GPU)")
+    p.add_argument("--seen", type=int, default=300, help="training actors of the corpus")
+    p.add_argument("--unseen", type=int, default=40, help="actors held out whole")
+    p.add_argument("--clips-per-actor", type=int, default=8, help="clips each actor speaks (0: all 72)")
+    p.add_argument("--nu-source", default="mix", choices=("student", "teacher", "mix"),
+                   help="ν stage 2 trains the generator on (train/stage2.py --nu-source)")
     p.add_argument("--from", dest="start", default=None, help="rerun from this step on")
     p.add_argument("--only", default=None, help="run just this step")
     p.add_argument("--until", default=None, help="stop after this step")

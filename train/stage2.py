@@ -53,6 +53,12 @@ def parse_args(argv=None):
                    help="μ the generator is trained on: the emotion student's (the paper) or, beyond the paper, the "
                         "teacher's μ* of the clip's frames, which says what the frames show (at inference μ is the "
                         "student's either way)")
+    p.add_argument("--nu-source", default="student", choices=("student", "teacher", "mix"),
+                   help="ν the generator is trained on: the identity student's (the paper), or, beyond the paper, the "
+                        "teacher's ν* of the clip's first frame, or either at random per frame (mix). teacher and mix "
+                        "centre and scale ν on the way in (GeneratorConfig.nu_norm) so that a voice's ν decodes in "
+                        "the same space; with many identities this teaches a face decoder over the whole face "
+                        "embedding, not only the seen actors' points")
     p.add_argument("--no-identity-branch", action="store_true", help="S2F-like ablation: no ν branch, no D_ID")
     p.add_argument("--offsync-min", type=int, default=3, help="|τ - τ'| in frames for off-sync pairs")
     p.add_argument("--sample-steps", type=int, default=250)
@@ -65,9 +71,10 @@ class Frames(torch.utils.data.Dataset):
     """Random frames of the training clips with everything stage 2 needs."""
 
     def __init__(self, data: Prepared, feats: AudioFeatures, targets: dict, split, context: int, offsync_min: int,
-                 mu_source: str = "student"):
+                 mu_source: str = "student", nu_source: str = "student"):
         self.data, self.f, self.context, self.off = data, feats, context, offsync_min
         self.mu = feats.mu if mu_source == "student" else targets["mu_star"].astype(np.float32)
+        self.nu_source, self.nu_star = nu_source, targets["nu_star"].astype(np.float32)
         self.index = FrameIndex(data, split)
         self.maps = [torch.from_numpy(targets[f"still_map{j}"].astype(np.float32)) for j in range(3)]
 
@@ -84,8 +91,13 @@ class Frames(torch.utils.data.Dataset):
         frame = torch.from_numpy(np.array(self.data.frames(i, t, t + 1)[0])).permute(2, 0, 1).float() / 127.5 - 1
         return {"frame": frame, "c": torch.from_numpy(self.f.window(i, t, fps, self.context)),
                 "c_off": torch.from_numpy(self.f.window(i, t_off, fps, self.context)),
-                "nu": torch.from_numpy(self.f.nu[i]), "mu": torch.from_numpy(self.mu[i]),
+                "nu": torch.from_numpy(self.nu(i)), "mu": torch.from_numpy(self.mu[i]),
                 "maps": [m[a] for m in self.maps]}
+
+    def nu(self, i: int) -> np.ndarray:
+        """(D,) the ν frame i's clip is generated from: the student's, the teacher's ν*, or either at random."""
+        teacher = self.nu_source == "teacher" or (self.nu_source == "mix" and np.random.random() < 0.5)
+        return self.nu_star[i] if teacher else self.f.nu[i]
 
 
 def sample_grid(generator: Generator, data: Prepared, feats: AudioFeatures, clips: list[int], device,
@@ -118,7 +130,7 @@ def main(args) -> dict:
     id_channels = tuple(int(targets[f"still_map{j}"].shape[1]) for j in range(3))
     gcfg = GeneratorConfig(size=data.size, c_dim=feats.c.shape[1], context=args.context, nu_dim=feats.nu.shape[1],
                            mu_dim=feats.mu.shape[1], id_channels=id_channels, base=args.base,
-                           identity_branch=not args.no_identity_branch)
+                           identity_branch=not args.no_identity_branch, nu_norm=args.nu_source != "student")
     G = Generator(gcfg)
     D = Discriminators(DiscriminatorsConfig(size=data.size, c_dim=gcfg.c_dim, window=gcfg.window,
                                             id_channels=id_channels, width=args.d_width))
@@ -127,7 +139,8 @@ def main(args) -> dict:
             "fr": torch.optim.RMSprop(D.fr.parameters(), lr=LR["fr"]),
             "sync": torch.optim.RMSprop(D.sync.parameters(), lr=LR["sync"])}
     loader = torch.utils.data.DataLoader(
-        Frames(data, feats, targets, "train", args.context, args.offsync_min, args.mu_source),
+        Frames(data, feats, targets, "train", args.context, args.offsync_min, args.mu_source,
+               args.nu_source),
         batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers,
         persistent_workers=args.num_workers > 0)
     t_emo = None

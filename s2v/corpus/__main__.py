@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     m.add_argument("--size", type=int, default=128, help="frame side in pixels")
+    m.add_argument("--clips-per-actor", type=int, default=None,
+                   help="clips each actor speaks, emotions taking turns (default: every sentence x emotion)")
+    m.add_argument("--traits", type=int, default=2, choices=(1, 2),
+                   help="what a voice shares with a face: 2 (default) sex, age and body size; 1 sex and age only "
+                        "(the corpora made before body size, actor for actor)")
 
     f = sub.add_parser("faces", help="a labelled face pool for training the face teachers")
     f.add_argument("--out", required=True)
@@ -54,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
     q = sub.add_parser("probe", help="linear probes: speaker, emotion, sex, age from simple audio features")
     q.add_argument("--corpus", required=True)
+    q.add_argument("--judge", default=None,
+                   help="an identity network (teachers folder or identity/): also probe how much of the face "
+                        "embedding of each actor's still a voice predicts, and its open-set matching")
 
     s = sub.add_parser("sheet", help="contact sheet of a corpus: actors x emotions, and a mouth sequence")
     s.add_argument("--corpus", required=True)
@@ -73,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             from .make import make_corpus
 
             summary = make_corpus(args.out, args.seen, args.unseen, args.sentences, args.emotions, args.seed,
-                                  args.workers, args.size)
+                                  args.workers, args.size, per_actor=args.clips_per_actor, traits=args.traits)
         elif args.cmd == "prepare":
             from .prepare import prepare
 
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "probe":
             from .probe import probe
 
-            summary = probe(args.corpus)
+            summary = probe(args.corpus, judge=args.judge)
         elif args.cmd == "faces":
             from .faces import make_faces
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..audio import FPS, SAMPLE_RATE, num_frames, resample, write_wav
 from ..video import write_video
-from .actors import (EMOTIONS, EXPRESSION, LEVELS, PROSODY, SENTENCES, Actor, make_actors)
+from .actors import (EMOTIONS, EXPRESSION, LEVELS, PROSODY, SENTENCES, TRAITS, Actor, make_actors)
 from .face import FaceRenderer, Mouth, Pose
 from .motion import frame_rms, mouth_track, poses
 from .speech import synthesize
@@ -123,17 +123,31 @@ def still(actor: Actor, size: int) -> np.ndarray:
     return FaceRenderer(actor.face, EXPRESSION["NEU"], size).frame(Mouth(), Pose())
 
 
-def clip_specs(actors: list[Actor], sentences: list[str], emotions: list[str], seed: int) -> list[ClipSpec]:
-    """One clip per actor x sentence x emotion. As in CREMA-D, IEO carries an intensity level
-    (LO/MD/HI, one per clip here) and the other sentences are unspecified (XX)."""
+def actor_lines(actor: Actor, sentences: list[str], emotions: list[str], seed: int,
+                per_actor: int | None) -> list[tuple[str, str]]:
+    """(sentence, emotion) pairs the actor speaks: all of them, or `per_actor` drawn so that the emotions
+    take turns (each emotion's sentences in a random order of the actor's own, no pair twice)."""
+    if per_actor is None or per_actor >= len(sentences) * len(emotions):
+        return [(s, e) for s in sentences for e in emotions]
+    rng = np.random.default_rng([seed, actor.id, 555])
+    order = [list(rng.permutation(sentences)) for _ in emotions]
+    first = int(rng.integers(len(emotions)))
+    return [(str(order[(first + j) % len(emotions)][j // len(emotions)]), emotions[(first + j) % len(emotions)])
+            for j in range(per_actor)]
+
+
+def clip_specs(actors: list[Actor], sentences: list[str], emotions: list[str], seed: int,
+               per_actor: int | None = None) -> list[ClipSpec]:
+    """One clip per actor x sentence x emotion (or `per_actor` of them, `actor_lines`). As in CREMA-D,
+    IEO carries an intensity level (LO/MD/HI, one per clip here) and the other sentences are
+    unspecified (XX)."""
     specs = []
     for a in actors:
-        for s in sentences:
-            for e in emotions:
-                level = "XX"
-                if s == "IEO" and e != "NEU":
-                    level = ("LO", "MD", "HI")[np.random.default_rng([seed, a.id, EMOTIONS.index(e)]).integers(3)]
-                specs.append(ClipSpec(a, s, e, level, seed))
+        for s, e in actor_lines(a, sentences, emotions, seed, per_actor):
+            level = "XX"
+            if s == "IEO" and e != "NEU":
+                level = ("LO", "MD", "HI")[np.random.default_rng([seed, a.id, EMOTIONS.index(e)]).integers(3)]
+            specs.append(ClipSpec(a, s, e, level, seed))
     return specs
 
 
@@ -144,7 +158,8 @@ def _work(args) -> str:
 
 def make_corpus(out: str | os.PathLike, seen: int = 24, unseen: int = 6, sentences: int = 12,
                 emotions: tuple[str, ...] = EMOTIONS, seed: int = 0, workers: int | None = None,
-                size: int = 128, progress: bool = True) -> dict:
+                size: int = 128, progress: bool = True, per_actor: int | None = None,
+                traits: int = TRAITS) -> dict:
     """Make the corpus in `out` (resumable: finished clips are kept). Returns a summary."""
     from tqdm.auto import tqdm
 
@@ -155,16 +170,19 @@ def make_corpus(out: str | os.PathLike, seen: int = 24, unseen: int = 6, sentenc
         raise ValueError(f"--sentences must be 1..{len(SENTENCES)}")
     if seen < 1 or unseen < 0:
         raise ValueError("--seen must be >= 1 and --unseen >= 0")
+    if per_actor is not None and per_actor < 1:
+        raise ValueError("--clips-per-actor must be >= 1")
     if size < 32 or size % 2:
         raise ValueError("--size must be an even number >= 32")
     out = Path(out)
     for sub in ("AudioWAV", "VideoFlash", "Stills"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    actors = make_actors(seen, unseen, seed)
+    actors = make_actors(seen, unseen, seed, traits)
     sent = list(SENTENCES)[:sentences]
     meta = {"format": "s2v-synthetic-crema-d", "version": 1, "seed": seed, "size": size, "fps": CORPUS_FPS,
-            "sample_rate": SAMPLE_RATE, "sentences": {s: SENTENCES[s] for s in sent}, "emotions": list(emotions),
+            "sample_rate": SAMPLE_RATE, "traits": traits, "clips_per_actor": per_actor,
+            "sentences": {s: SENTENCES[s] for s in sent}, "emotions": list(emotions),
             "actors": [a.to_json() for a in actors]}
     (out / "actors.json").write_text(json.dumps(meta, indent=1))
     with open(out / "VideoDemographics.csv", "w", newline="") as f:
@@ -174,7 +192,7 @@ def make_corpus(out: str | os.PathLike, seen: int = 24, unseen: int = 6, sentenc
             w.writerow([a.id, a.age, a.sex, "Synthetic", "Synthetic"])
     for a in actors:
         cv2.imwrite(str(out / "Stills" / f"{a.id}.png"), still(a, size)[..., ::-1])
-    specs = clip_specs(actors, sent, list(emotions), seed)
+    specs = clip_specs(actors, sent, list(emotions), seed, per_actor)
     jobs = [(s, str(out), size) for s in specs]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(jobs), desc="clips", unit="clip", disable=not progress)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..audio import SAMPLE_RATE, load_audio
+from ..linear import ridge_probe, ridge_r2, ridge_regress
 
 
 def utterance_features(audio: np.ndarray) -> np.ndarray:
@@ -30,18 +31,10 @@ def utterance_features(audio: np.ndarray) -> np.ndarray:
                            [float(np.log(np.mean(audio ** 2) + 1e-9)), audio.size / SAMPLE_RATE]])
 
 
-def ridge_probe(xtr, ytr, xte, lam: float = 1.0) -> np.ndarray:
-    """Predicted classes of `xte` by one-vs-all ridge regression on standardised features."""
-    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
-    a, b = (xtr - mu) / sd, (xte - mu) / sd
-    classes = np.unique(ytr)
-    y = (ytr[:, None] == classes[None]).astype(np.float64) * 2 - 1
-    a1 = np.c_[a, np.ones(len(a))]
-    w = np.linalg.solve(a1.T @ a1 + lam * np.eye(a1.shape[1]), a1.T @ y)
-    return classes[np.argmax(np.c_[b, np.ones(len(b))] @ w, 1)]
+FACE_TRAITS = ("face_w", "face_h", "jaw", "nose_w")  # face parameters (actors.json) a body's size shifts
 
 
-def probe(corpus: str | Path, progress: bool = True) -> dict:
+def probe(corpus: str | Path, progress: bool = True, judge: str | Path | None = None) -> dict:
     from tqdm.auto import tqdm
 
     corpus = Path(corpus)
@@ -73,4 +66,45 @@ def probe(corpus: str | Path, progress: bool = True) -> dict:
     if unseen.any():
         out["sex_unseen"] = acc(ridge_probe(x[seen], sex[seen], x[unseen]), sex[unseen])
         out["age_group_unseen"] = acc(ridge_probe(x[seen], age[seen], x[unseen]), age[unseen])
+        out.update(face_traits(x, actor, seen, actors))
+        if judge is not None:
+            out.update(face_embedding(x, actor, seen, corpus, judge))
     return out
+
+
+def face_traits(x: np.ndarray, actor: np.ndarray, seen: np.ndarray, actors: dict) -> dict:
+    """R² on unseen actors' clips of ridge regressions from voice features to each face trait (and to
+    age and build), fitted on the seen actors' clips: how much of the face a voice can tell."""
+    unseen = ~seen
+    traits = {"age": [actors[a]["age"] for a in actor], "build": [actors[a].get("build", 0.0) for a in actor]}
+    traits.update({k: [actors[a]["face"][k] for a in actor] for k in FACE_TRAITS})
+    out = {}
+    for k, v in traits.items():
+        y = np.asarray(v, np.float64)
+        if y[seen].std() > 0:
+            out[f"r2_{k}_unseen"] = round(ridge_r2(x[seen], y[seen], x[unseen], y[unseen], lam=10.0), 3)
+    return out
+
+
+def face_embedding(x: np.ndarray, actor: np.ndarray, seen: np.ndarray, corpus: Path, judge) -> dict:
+    """How much of the face embedding (an identity network's, of each actor's still) a voice predicts:
+    R² of a ridge regression from voice features to the still's embedding on unseen actors' clips, and the
+    open-set scores of the predicted embedding among the unseen actors' stills (`s2v.openset`): the
+    reach of a linear voice→face map on crude features, to read the generator's figures against."""
+    import cv2
+
+    from ..attributes import embed_images, load_identity_judge
+    from ..openset import match_scores
+
+    ids = sorted(set(actor))
+    stills = np.stack([cv2.imread(str(corpus / "Stills" / f"{a}.png"))[..., ::-1] for a in ids])
+    emb = embed_images(load_identity_judge(judge), stills, "cpu")  # the network resizes to its own input
+    row = {a: k for k, a in enumerate(ids)}
+    y = emb[[row[a] for a in actor]]
+    unseen = ~seen
+    r2 = ridge_r2(x[seen], y[seen], x[unseen], y[unseen], lam=10.0)
+    pred = ridge_regress(x[seen], y[seen], x[unseen], lam=10.0)
+    cand = sorted(set(actor[unseen]))
+    scores = match_scores(pred, np.array([cand.index(a) for a in actor[unseen]]), emb[[row[a] for a in cand]])
+    return {"r2_face_embedding_unseen": round(r2, 3),
+            **{f"embedding_{k}_unseen": round(v, 3) if isinstance(v, float) else v for k, v in scores.items()}}

@@ -96,8 +96,13 @@ def read_voxceleb2(root: str | Path) -> DatasetInfo:
 
 
 def read_dataset(name: str, root: str | Path) -> DatasetInfo:
-    if name == "crema-d":
-        return read_crema_d(root)
-    if name == "voxceleb2":
-        return read_voxceleb2(root)
-    raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    """The dataset's clips; a root that holds none (a typo, an unfinished download) is an error, not an
+    empty preparation that later steps would train on."""
+    readers = {"crema-d": read_crema_d, "voxceleb2": read_voxceleb2}
+    if name not in readers:
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    info = readers[name](root)
+    if not info.clips:
+        layout = "AudioWAV/*.wav + VideoFlash/*.flv" if name == "crema-d" else "<split>/mp4/<id>/<video>/*.mp4"
+        raise FileNotFoundError(f"no {name} clips under {root} (expected {layout})")
+    return info

@@ -12,6 +12,7 @@ worker process), loaded anew for each utterance so the output is reproducible.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import tempfile
@@ -92,6 +93,7 @@ class Utterance:
     words: list[float]  # word start times, seconds
 
 
+@functools.lru_cache(maxsize=None)  # once per process: the stale-variant sweep below must not race the live ones
 def _data_dir() -> Path:
     """A private copy of eSpeak's data folder (symlinks) whose `voices/!v` we may add files to."""
     import espeakng_loader
@@ -111,6 +113,14 @@ def _data_dir() -> Path:
         try:
             tmp.rename(dst)
         except OSError:  # another process won the race; use theirs
+            pass
+    import time
+
+    for stale in (dst / "voices" / "!v").glob("s2v*"):  # variants left by crashed runs count against the cap
+        try:
+            if time.time() - stale.stat().st_mtime > 600:  # not one that a live process is about to load
+                stale.unlink(missing_ok=True)
+        except FileNotFoundError:
             pass
     return dst
 
@@ -172,14 +182,25 @@ class Espeak:
             i += 1
         return 0
 
-    def _variant(self, variant: VoiceVariant) -> str:
-        key = variant.key()
-        path = self.data / "voices" / "!v" / key
-        if not path.exists():
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(variant.text())
-            tmp.rename(path)
-        return key
+    def _set_voice(self, language: str, variant: VoiceVariant) -> None:
+        """Load `language` with the variant. eSpeak NG finds a variant only among the first 350 voice
+        files it lists, so each variant file lives just until it is loaded (a corpus of hundreds of
+        actors would pass that cap); another process may remove it in between, so write and retry."""
+        import time
+
+        name = f"{language}+{variant.key()}"
+        path = self.data / "voices" / "!v" / variant.key()
+        for attempt in range(8):
+            if not path.exists():
+                tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")  # no "s2v" prefix: never swept
+                tmp.write_text(variant.text())
+                tmp.replace(path)
+            ok = self.lib.espeak_SetVoiceByName(name.encode()) == 0
+            path.unlink(missing_ok=True)
+            if ok:
+                return
+            time.sleep(0.01 * (attempt + 1))
+        raise RuntimeError(f"eSpeak NG has no voice {name!r}")
 
     def synth(self, text: str, *, language: str, variant: VoiceVariant, pitch: int, pitch_range: int,
               rate: int, volume: int, wordgap: int = 0, seed: int = 0) -> Utterance:
@@ -188,9 +209,7 @@ class Espeak:
         eSpeak NG draws random numbers (noise, flutter) from a generator that lives on between
         calls; seeding it per utterance makes the output depend on `seed` alone, not on call order.
         """
-        name = f"{language}+{self._variant(variant)}"
-        if self.lib.espeak_SetVoiceByName(name.encode()) != 0:
-            raise RuntimeError(f"eSpeak NG has no voice {name!r}")
+        self._set_voice(language, variant)
         for key, value in (("rate", rate), ("volume", volume), ("pitch", pitch), ("range", pitch_range),
                            ("wordgap", wordgap)):
             self.lib.espeak_SetParameter(_PARAM[key], int(value), 0)
