@@ -1,4 +1,4 @@
-"""s2v demo: record or upload speech, see the emotion and the seen faces it recalls, watch the face.
+"""s2v demo: record or upload speech, see the emotion and the face the voice implies, watch the face speak.
 
     python app.py                      # the bundled model; GRADIO_SERVER_PORT sets the port (7860)
     S2V_MODEL=user/model python app.py # a Hub model (falls back to the bundled one when offline)
@@ -84,11 +84,22 @@ def _examples(kind: str) -> list[str]:
     return sorted(str(p) for p in d.glob("*.wav")) if d.is_dir() else []
 
 
+def _intro(recalls: bool) -> str:
+    """What the model does with a voice it never heard, as the loaded model does it."""
+    if recalls:
+        return ("Record or upload speech. The model infers the emotion in the voice and which seen faces it recalls, "
+                "then draws the face speaking. Seen voices are training speakers; an unseen voice (yours) gets the "
+                "nearest face it knows.")
+    return ("Record or upload speech. The model infers the emotion in the voice and a face embedding from it, then "
+            "draws that face speaking. Seen voices are training speakers; an unseen voice (yours) gets a face of its "
+            "own, imagined from what a voice tells (sex, age, build), not a copy of a training face. The bars show "
+            "the seen faces nearest the voice, for comparison.")
+
+
 def build() -> gr.Blocks:
+    recalls = pipeline().recall is not None
     with gr.Blocks(title="s2v: a talking face from speech alone") as demo:
-        gr.Markdown("# s2v — a talking face from speech alone\nRecord or upload speech. The model infers the "
-                    "emotion in the voice and which seen faces it recalls, then draws the face speaking. "
-                    "Seen voices are training speakers; an unseen voice (yours) gets the nearest face it knows.")
+        gr.Markdown("# s2v — a talking face from speech alone\n" + _intro(recalls))
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column():
@@ -105,15 +116,19 @@ def build() -> gr.Blocks:
                 with gr.Column():
                     video = gr.Video(label="Generated clip", autoplay=True)
                     emo_plot = gr.BarPlot(x="emotion", y="probability", title="Emotion in the voice", y_lim=[0, 1])
-                    id_plot = gr.BarPlot(x="actor", y="similarity", title="Seen faces the voice recalls", sort="-y",
-                                         y_lim=[0, 1])
+                    id_plot = gr.BarPlot(x="actor", y="similarity", sort="-y", y_lim=[0, 1],
+                                         title="Seen faces the voice recalls" if recalls else
+                                         "Seen faces nearest the voice")
                     stills = gr.Gallery(label="Those faces", columns=5, height=160)
             button.click(_run, [audio, emotion, weight], [emo_plot, id_plot, video, stills], api_name=False)
             # the public API: one audio file in; emotion bars, identity bars, video out
             api = gr.Button(visible=False)
             api.click(generate, [audio], [emo_plot, id_plot, video], api_name="generate")
         with gr.Tab("Seen vs unseen"):
-            gr.Markdown("A training speaker's voice beside a held-out one: the first is recalled, the second imagined.")
+            gr.Markdown("A training speaker's voice beside a held-out one. " + (
+                "Both get a seen face: the first its own, the second the nearest one the model knows."
+                if recalls else "The first face was learnt from that speaker; the second is imagined from the voice "
+                "alone: compare it with the real speaker below."))
             with gr.Row():
                 a_seen = gr.Audio(type="filepath", label="Seen voice", value=(_examples("seen") or [None])[0])
                 a_unseen = gr.Audio(type="filepath", label="Unseen voice", value=(_examples("unseen") or [None])[0])

@@ -18,21 +18,25 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--emotion", default=None, help="blend in an emotion: NAME or NAME:WEIGHT (e.g. happy:0.7)")
     g.add_argument("--actor", default=None, help="use this seen actor's identity")
     g.add_argument("--upscale", type=int, default=256, help="output side in pixels")
-    g.add_argument("--raw-nu", action="store_true",
-                   help="feed the voice's ν to the generator as is (the paper) instead of recalling it onto the "
-                        "seen actors")
+    ident = g.add_mutually_exclusive_group()
+    ident.add_argument("--raw-nu", action="store_true",
+                       help="feed the voice's ν to the generator as is (the paper): a face of the voice's own")
+    ident.add_argument("--recall", action="store_true",
+                       help="map the voice's ν onto the seen actors first: the nearest training face (the model "
+                            "folder says which of the two is the default)")
     g.add_argument("--device", default=None)
     a = p.parse_args(argv)
 
     from .audio import AudioError
-    from .pipeline import Speech2Video
+    from .pipeline import RECALL, Speech2Video
 
     emotion, weight = None, 0.0
     if a.emotion:
         name, _, w = a.emotion.partition(":")
         emotion, weight = {name.strip().lower(): 1.0}, float(w or 1.0)
     try:
-        pipe = Speech2Video.from_pretrained(a.model, device=a.device, **({"recall": None} if a.raw_nu else {}))
+        recall = None if a.raw_nu else RECALL if a.recall else "auto"
+        pipe = Speech2Video.from_pretrained(a.model, device=a.device, recall=recall)
         result = pipe(a.input, emotion=emotion, emotion_weight=weight, actor=a.actor)
         result.write_mp4(a.output, upscale=a.upscale)
     except (AudioError, FileNotFoundError, ValueError) as exc:

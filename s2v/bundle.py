@@ -109,7 +109,9 @@ def _swap_emotion_student(students_dir: Path, emotion_dir: Path, dst: Path, gall
 
 
 def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path | None, out: str | Path,
-           dtype: str = "float16", emotion_from: str | Path | None = None) -> dict:
+           dtype: str = "float16", emotion_from: str | Path | None = None, identity: str | None = None) -> dict:
+    """Assemble the model folder. `identity`: how the pipeline uses a voice's ν by default, "recall" (onto the
+    seen actors) or "voice" (decoded as is); None: by how the generator was trained (`pipeline.default_recall`)."""
     stage2, out = Path(stage2), Path(out)
     s2 = _read(stage2 / "stage2.json")
     if not s2:
@@ -166,7 +168,11 @@ def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path 
             "s2v sync expert", "SyncNet layout (netcnnaud/netfcaud/netcnnlip/netfclip) on the lower half of the "
             "face: LSE-C/LSE-D for the evaluation.", SYNTH, {}, _read(syncnet / "metrics.json"), LIMITS))
         parts["syncnet"] = _rel(syncnet)
-    index = {"format": "s2v-bundle", "version": 1, "dtype": dtype, "parts": parts,
+    if identity is None:
+        identity = "voice" if json.loads((stage2 / "generator" / "config.json").read_text()).get("nu_norm") else "recall"
+    if identity not in ("recall", "voice"):
+        raise ValueError(f"--identity must be recall or voice, got {identity!r}")
+    index = {"format": "s2v-bundle", "version": 1, "dtype": dtype, "identity": identity, "parts": parts,
              "stage1_metrics": s1_metrics, "stage2_settings": s2.get("settings", {}),
              "bytes": sizes, "total_mb": round(sum(sizes.values()) / 2 ** 20, 2)}
     (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
@@ -194,9 +200,12 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
     p.add_argument("--emotion-from", default=None,
                    help="a stage-1 run on the same CPC whose emotion student replaces the one stage 2 was trained with")
+    p.add_argument("--identity", default=None, choices=("recall", "voice"),
+                   help="how the pipeline uses a voice's ν by default: recall (onto the seen actors) or voice (decoded "
+                        "as is); default: voice for a generator trained on ν* (--nu-source teacher|mix), else recall")
     a = p.parse_args(argv)
     try:
-        index = bundle(a.stage2, a.teachers, a.syncnet, a.out, a.dtype, a.emotion_from)
+        index = bundle(a.stage2, a.teachers, a.syncnet, a.out, a.dtype, a.emotion_from, a.identity)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

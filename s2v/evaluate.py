@@ -75,6 +75,20 @@ def _mean(values) -> float | None:
     return float(np.mean(v)) if v else None
 
 
+def _se(values, n: int = 1000, seed: int = 0) -> float | None:
+    """Bootstrap standard error of the mean over clips: how much the figure would move on another sample of
+    clips of the same size (it says nothing of another training run)."""
+    v = np.asarray([float(x) for x in values if x is not None])
+    if len(v) < 2:
+        return None
+    idx = np.random.default_rng(seed).integers(0, len(v), (n, len(v)))
+    return float(v[idx].mean(1).std())
+
+
+SPREAD = ("ssim", "lse_c", "emotion_agreement_heldout", "identity_top1_heldout", "match_1to2", "r_at_1", "r_at_5",
+          "sex_heldout", "age_group_heldout")  # figures reported with their bootstrap standard error
+
+
 # ------------------------------------------------------------------------------------ evaluation
 
 class Judges:
@@ -279,7 +293,7 @@ def summarise(per_clip: list[dict], data, gallery, stills: dict | None = None, a
     seen clips get identity top-1 among the seen actors' stills; unseen clips the open-set scores among the
     unseen actors' stills (`s2v.openset`); with `attributes`, every split the sex and age group of the
     generated face against the actor's."""
-    from .openset import match_scores
+    from .openset import per_query
 
     rows = []
     info = data.index["actors"]
@@ -303,18 +317,28 @@ def summarise(per_clip: list[dict], data, gallery, stills: dict | None = None, a
                         info[r["actor"]].get(key) == gallery.actors[r["nearest"]].get(key) for r in rs)
             else:
                 row["identity_top1"] = _mean(r["nearest"] == r["actor"] for r in rs)
+            values = {"ssim": [r.get("ssim") for r in rs], "lse_c": [r.get("lse_c") for r in rs],
+                      "emotion_agreement_heldout": [r.get("emotion_heldout") == r["emotion_label"] if "emotion_heldout"
+                                                    in r else None for r in labelled]}
             if stills is not None and len(cand) >= 2:
                 q = np.stack([r["_embedding"] for r in rs])
                 truth = np.array([cand.index(r["actor"]) for r in rs])
-                sc = match_scores(q, truth, np.stack([stills[a] for a in cand]))
+                pq = per_query(q, truth, np.stack([stills[a] for a in cand]))
                 if split == "unseen":
-                    row.update({k: sc[k] for k in ("match_1to2", "r_at_1", "r_at_5", "r_at_1_chance", "r_at_5_chance",
-                                                   "candidates")})
+                    values.update(pq)
+                    row.update(candidates=len(cand), r_at_1_chance=min(1.0, 1 / len(cand)),
+                               r_at_5_chance=min(1.0, 5 / len(cand)))
                 else:
-                    row.update(identity_top1_heldout=sc["r_at_1"], identity_chance=sc["r_at_1_chance"])
+                    values["identity_top1_heldout"] = pq["r_at_1"]
+                    row["identity_chance"] = 1 / len(cand)
             if attributes is not None and all("pred_sex" in r for r in rs):
                 for key in attributes.heads:
-                    row[f"{key}_heldout"] = _mean(r[f"pred_{key}"] == str(info[r["actor"]].get(key)) for r in rs)
+                    values[f"{key}_heldout"] = [r[f"pred_{key}"] == str(info[r["actor"]].get(key)) for r in rs]
+            for key, v in values.items():
+                if key not in row:
+                    row[key] = _mean(v)
+                if key in SPREAD and row[key] is not None:
+                    row[f"{key}_se"] = _se(v)
             rows.append(row)
     return rows
 
@@ -337,11 +361,19 @@ IDENTITY_COLS = [("identity_top1", "identity top-1, T_id ↑"), ("identity_top1_
 
 def _table(rows: list[dict], cols: list[tuple[str, str]]) -> list[str]:
     cols = [c for c in cols if any(r.get(c[0]) is not None for r in rows)]
-    fmt = lambda v: "—" if v is None else ("∞" if isinstance(v, float) and math.isinf(v) else f"{v:.3f}")  # noqa: E731
+
+    def fmt(r: dict, c: str) -> str:
+        v, se = r.get(c), r.get(f"{c}_se")
+        if v is None:
+            return "—"
+        if isinstance(v, float) and math.isinf(v):
+            return "∞"
+        return f"{v:.3f}" + (f" ± {se:.3f}" if se else "")
+
     lines = ["| split | method | clips | " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * (3 + len(cols))]
     for r in rows:
         lines.append(f"| {SPLITS.get(r['split'], r['split'])} | {r['method']} | {r['clips']} | "
-                     + " | ".join(fmt(r.get(c)) for c, _ in cols) + " |")
+                     + " | ".join(fmt(r, c) for c, _ in cols) + " |")
     return lines
 
 
@@ -354,7 +386,7 @@ def table(rows: list[dict], settings: dict) -> str:
     chance += [f"unseen actors: 1:2 match 0.500, R@1 {r['r_at_1_chance']:.3f}, R@5 {r['r_at_5_chance']:.3f} "
                f"({r['candidates']} candidates)" for r in rows if r.get("r_at_1_chance") is not None][:1]
     if chance:
-        lines += ["", "Chance: " + "; ".join(chance) + ". The ground-truth row (the real frames) is each judge's "
+        lines += ["", "Chance: " + "; ".join(chance) + ". ± is the bootstrap standard error over the clips. The ground-truth row (the real frames) is each judge's "
                   "ceiling. Sex and age group: the held-out judge's attribute classifiers against the corpus truth."]
     s = settings
     cmd = (f"python -m s2v.evaluate --data {s['data']} --model {s['model']} --split {','.join(s['splits'])}"

@@ -27,15 +27,19 @@ def ranks(queries: np.ndarray, truth: np.ndarray, candidates: np.ndarray) -> tup
     return nearer, farther
 
 
-def match_scores(queries: np.ndarray, truth: np.ndarray, candidates: np.ndarray, ks=(1, 5)) -> dict:
-    """1:2 matching, R@k and their chance levels over all queries (see the module doc)."""
+def per_query(queries: np.ndarray, truth: np.ndarray, candidates: np.ndarray, ks=(1, 5)) -> dict[str, np.ndarray]:
+    """Each query's 1:2 matching share and R@k hits: {"match_1to2": (N,), "r_at_k": (N,) 0/1}."""
     queries, truth = np.atleast_2d(queries), np.asarray(truth)
     a = len(candidates)
     if a < 2:
         raise ValueError("open-set scores need at least two candidate speakers")
     nearer, farther = ranks(queries, truth, candidates)
-    out = {"match_1to2": float(np.mean(farther / (a - 1))), "match_1to2_chance": 0.5, "candidates": a}
-    for k in ks:
-        out[f"r_at_{k}"] = float(np.mean(nearer < k))
-        out[f"r_at_{k}_chance"] = min(1.0, k / a)
+    return {"match_1to2": farther / (a - 1), **{f"r_at_{k}": (nearer < k).astype(np.float64) for k in ks}}
+
+
+def match_scores(queries: np.ndarray, truth: np.ndarray, candidates: np.ndarray, ks=(1, 5)) -> dict:
+    """1:2 matching, R@k and their chance levels over all queries (see the module doc)."""
+    out = {k: float(v.mean()) for k, v in per_query(queries, truth, candidates, ks).items()}
+    out.update(match_1to2_chance=0.5, candidates=len(candidates), **{f"r_at_{k}_chance": min(1.0, k / len(candidates))
+                                                                     for k in ks})
     return out

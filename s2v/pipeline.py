@@ -58,7 +58,20 @@ def _stage1_dir(model_dir: Path) -> Path:
     raise FileNotFoundError(f"{model_dir} has no stage1/ and its stage2.json names no stage 1 folder that exists")
 
 
-RECALL = 0.05  # default temperature of the identity recall (None: the voice's ν as is)
+RECALL = 0.05  # temperature of the identity recall (None: the voice's ν as is)
+
+
+def default_recall(model_dir: Path, generator: Generator) -> float | None:
+    """How a model folder wants ν used: its model_index.json's "identity" ("recall" onto the seen actors, or
+    "voice": decoded as is), else by how the generator was trained: one trained on the teacher's ν* of many
+    faces (`nu_norm`) decodes any ν; one trained on the student's ν of a few actors needs the recall."""
+    index = model_dir / "model_index.json"
+    mode = json.loads(index.read_text()).get("identity") if index.exists() else None
+    if mode is None:
+        mode = "voice" if generator.config.nu_norm else "recall"
+    if mode not in ("recall", "voice"):
+        raise ValueError(f"{index}: identity must be 'recall' or 'voice', got {mode!r}")
+    return RECALL if mode == "recall" else None
 
 
 class Speech2Video:
@@ -75,18 +88,22 @@ class Speech2Video:
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None, device: str | None = None, fps: int = 30,
-                        recall: float | None = RECALL) -> "Speech2Video":
+                        recall: float | None | str = "auto") -> "Speech2Video":
         """`model`: a folder, a Hub id, or None ($S2V_MODEL, else the bundled model); see `s2v.hub.resolve_model`.
-        `recall`: temperature of the soft nearest-seen-identity mapping of ν (`Gallery.recall`);
-        None feeds the voice's ν to the generator as the paper does."""
+        `recall`: temperature of the soft nearest-seen-identity mapping of ν (`Gallery.recall`); None feeds the
+        voice's ν to the generator as the paper does; "auto" (default) what the model folder says
+        (`default_recall`)."""
         from .hub import resolve_model
 
         d, source = resolve_model(model)  # a folder, or a Hub id (bundled model if the Hub is unreachable)
         s1 = _stage1_dir(d)
         gallery = Gallery.load(s1 / "gallery") if (s1 / "gallery" / "gallery.json").exists() else None
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        pipe = cls(CPC.from_pretrained(s1 / "cpc"), Students.from_pretrained(s1 / "students"),
-                   Generator.from_pretrained(d / "generator"), gallery, fps, device, recall)
+        generator = Generator.from_pretrained(d / "generator")
+        if recall == "auto":
+            recall = default_recall(d, generator)
+        pipe = cls(CPC.from_pretrained(s1 / "cpc"), Students.from_pretrained(s1 / "students"), generator, gallery,
+                   fps, device, recall)
         pipe.source = source
         return pipe
 

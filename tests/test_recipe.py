@@ -34,7 +34,8 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     assert dry.returncode == 0
     order = [line.split("]")[0][1:] for line in dry.stdout.splitlines()]
     assert order == ["corpus", "prepare", "faces", "teachers", "targets", "cpc", "stage1", "stage2", "syncnet",
-                     "judge-faces", "judge", "assemble", "evaluate", "assets"]
+                     "judge-faces", "judge", "attributes", "assemble", "evaluate", "assets"]
+    assert "--identity-judge" in dry.stdout and "--nu-source mix" in dry.stdout and "--clips-per-actor 8" in dry.stdout
     assert "--resume-from-checkpoint latest" in dry.stdout
     r = _recipe(tmp_path, "--until", "prepare")
     assert r.returncode == 0, r.stderr
@@ -77,6 +78,11 @@ def test_bundle_loads_in_float16_and_matches(tiny_model, tiny_prep, tmp_path, sp
     assert a.frames.shape == b.frames.shape
     assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 1.0  # float16 storage, same model
     assert (out / "teachers" / "identity" / "config.json").exists() and not (tmp_path / "default.tmp").exists()
+    # identity: a generator trained on the student's ν recalls by default; the bundle can say otherwise
+    assert index["identity"] == "recall" and Speech2Video.from_pretrained(out, device="cpu").recall is not None
+    index = bundle(run, None, None, out, identity="voice")
+    assert index["identity"] == "voice" and Speech2Video.from_pretrained(out, device="cpu").recall is None
+    assert Speech2Video.from_pretrained(out, device="cpu", recall=0.05).recall == 0.05
 
 
 def test_bundle_takes_the_emotion_student_from_another_stage1(tiny_model, tmp_path):

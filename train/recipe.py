@@ -1,6 +1,6 @@
 """The whole recipe, from nothing to the bundled model: corpus -> prepare -> faces -> teachers -> CPC ->
-stage 1 -> stage 2 -> sync expert -> a held-out emotion judge -> assembly of checkpoints/default ->
-evaluation -> app examples.
+stage 1 -> stage 2 -> sync expert -> held-out judges (emotion, identity and its sex and age classifiers) ->
+assembly of checkpoints/default -> evaluation -> app examples.
 
     python train/recipe.py                      # everything, resuming where it stopped
     python train/recipe.py --dry-run            # print the commands only
@@ -81,10 +81,14 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
         ("judge", [*LAUNCH, "train/teachers.py", "--data", str(judge_faces), "--output-dir", str(r / "judge"),
                    "--seed", "1", "--max-steps", n(1500, 4), "--batch-size", n(64, 8), "--holdout-identities",
                    n(20, 4), "--image-size", str(a.size), *common, *resume], r / "judge" / "metrics.json"),
+        # sex and age-group classifiers on the judge's identity embedding: the evaluation's attribute judges
+        ("attributes", [PY, "-m", "s2v.attributes", "--faces", str(judge_faces), "--judge", str(r / "judge")],
+         r / "judge" / "attributes" / "attributes.json"),
         ("assemble", [PY, "-m", "s2v.bundle", "--stage2", str(r / "stage2"), "--teachers", str(r / "teachers"),
                       "--syncnet", str(r / "syncnet"), "--out", str(a.bundle)], Path(a.bundle) / "model_index.json"),
         ("evaluate", [PY, "-m", "s2v.evaluate", "--data", str(prep), "--model", str(a.bundle), "--out",
-                      str(r / "eval"), "--baselines", "--limit", n(100, 2), "--emotion-judge", str(r / "judge")],
+                      str(r / "eval"), "--baselines", "--limit", n(100, 2), "--emotion-judge", str(r / "judge"),
+                      "--identity-judge", str(r / "judge")],
          r / "eval" / "results.json"),
         ("assets", [PY, "-m", "s2v.corpus", "assets", "--data", str(prep), "--corpus", str(corpus), "--out",
                     str(a.assets)], Path(a.assets) / "voices" / "unseen"),
