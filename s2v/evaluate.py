@@ -24,8 +24,9 @@ attribute classifiers from `python -m s2v.attributes`): seen clips' identity top
 actors' stills; unseen clips' open-set scores among the unseen actors' stills (1:2 matching, R@1, R@5,
 `s2v.openset`); the sex and age group of the generated face against the actor's.
 
-Writes OUT/results.json, OUT/results.md (the tables) and OUT/strip.png (real above generated frames,
-a seen and an unseen voice). Clips are a seeded sample (`--limit N` per split).
+Writes OUT/results.json, OUT/results.md (the tables), OUT/strip.png (real above generated frames, a seen
+and an unseen voice) and OUT/faces.png (unseen actors: the real face above each method's face at the same
+moment). Clips are a seeded sample (`--limit N` per split).
 """
 from __future__ import annotations
 
@@ -219,7 +220,7 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
     vec = Vectors(pipe, judges, data, device)
     recall_t = pipe.recall if pipe.recall is not None else RECALL
     rng = np.random.default_rng(seed)
-    per_clip, strip = [], {}
+    per_clip, strip, faces = [], {}, {}  # faces: unseen actor -> method -> the middle frame of its first clip
     for split in splits:
         ids = pick_clips(data, split, limit, seed)
         same_split = sorted({data.clips[i]["actor"] for i in data.split(split)}, key=str)
@@ -252,6 +253,8 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
                 per_clip.append(row)
                 if m in ("ground-truth", "s2v") and split not in strip.get(m, {}):
                     strip.setdefault(m, {})[split] = frames
+                if split == "unseen" and m in FACE_METHODS and (actor in faces or len(faces) < 8):
+                    faces.setdefault(actor, {}).setdefault(m, frames[len(frames) // 2])
     stills = None
     if judges.id2 is not None:  # every actor's still by the held-out judge: the candidates of the open-set scores
         actors = sorted(data.actors, key=str)
@@ -269,6 +272,8 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
     (out / "results.md").write_text(table(results, settings))
     if "ground-truth" in strip and "s2v" in strip:
         save_strip(out / "strip.png", strip)
+    if faces:
+        save_faces(out / "faces.png", faces, data.index["actors"])
     return {"settings": settings, "rows": results}
 
 
@@ -395,6 +400,28 @@ def table(rows: list[dict], settings: dict) -> str:
            + (f" --emotion-judge {s['emotion_judge']}" if s.get("emotion_judge") else "")
            + (f" --identity-judge {s['identity_judge']}" if s.get("identity_judge") else "") + " --out OUT")
     return "\n".join(lines) + f"\n\nMade by `{cmd}`.\n"
+
+
+FACE_METHODS = ("ground-truth", "s2v", "s2v-raw-nu", "s2v-recall", "mean-face")
+
+
+def save_faces(path: Path, faces: dict, info: dict) -> None:
+    """Unseen actors (columns): the real frame above each method's face for the same moment (rows)."""
+    from PIL import Image, ImageDraw
+
+    actors = list(faces)
+    methods = [m for m in FACE_METHODS if all(m in faces[a] for a in actors)]
+    h, w = faces[actors[0]][methods[0]].shape[:2]
+    pad, top = 110, 14
+    img = Image.new("RGB", (pad + w * len(actors), top + h * len(methods)), "white")
+    draw = ImageDraw.Draw(img)
+    for j, a in enumerate(actors):
+        draw.text((pad + j * w + 2, 1), f"{info[a].get('sex', '?')[:1]} {info[a].get('age', '')}", fill="black")
+        for k, m in enumerate(methods):
+            img.paste(Image.fromarray(faces[a][m]), (pad + j * w, top + k * h))
+    for k, m in enumerate(methods):
+        draw.text((4, top + k * h + h // 2 - 6), "real" if m == "ground-truth" else m, fill="black")
+    img.save(path)
 
 
 def save_strip(path: Path, strip: dict, n: int = 8) -> None:

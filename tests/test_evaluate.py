@@ -154,7 +154,7 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
         assert x["emotion_agreement_heldout"] == x["emotion_agreement"] is not None
     assert "held-out judge" in (out / "results.md").read_text() and "1:2 match" in (out / "results.md").read_text()
     assert "| method |" in (out / "results.md").read_text()
-    assert (out / "strip.png").stat().st_size > 0
+    assert (out / "strip.png").stat().st_size > 0 and (out / "faces.png").stat().st_size > 0
 
 
 def test_open_set_scores_known_answers():

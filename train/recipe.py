@@ -45,7 +45,7 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     return [
         ("corpus", [PY, "-m", "s2v.corpus", "make", "--out", str(corpus), "--seen", n(a.seen, 3), "--unseen",
                     n(a.unseen, 2), "--sentences", n(12, 2), "--size", n(128, 64),
-                    *(["--clips-per-actor", n(a.clips_per_actor, 3)] if a.clips_per_actor else [])],
+                    "--clips-per-actor", n(a.clips_per_actor, 3)],
          corpus / "actors.json"),
         ("prepare", [PY, "-m", "s2v.corpus", "prepare", "--dataset", "crema-d", "--root", str(corpus), "--out",
                      str(prep), "--size", str(a.size)], prep / "report.json"),

@@ -22,15 +22,15 @@ def main(argv: list[str] | None = None) -> int:
 
     m = sub.add_parser("make", help="make the synthetic corpus in CREMA-D's layout")
     m.add_argument("--out", required=True, help="output folder (resumable: finished clips are kept)")
-    m.add_argument("--seen", type=int, default=24, help="actors whose clips are used for training")
-    m.add_argument("--unseen", type=int, default=6, help="actors held out whole")
+    m.add_argument("--seen", type=int, default=300, help="actors whose clips are used for training")
+    m.add_argument("--unseen", type=int, default=40, help="actors held out whole")
     m.add_argument("--sentences", type=int, default=12, help="how many of CREMA-D's 12 sentences")
     m.add_argument("--emotions", type=_emotions, default=EMOTIONS, help="comma list, default all six")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     m.add_argument("--size", type=int, default=128, help="frame side in pixels")
-    m.add_argument("--clips-per-actor", type=int, default=None,
-                   help="clips each actor speaks, emotions taking turns (default: every sentence x emotion)")
+    m.add_argument("--clips-per-actor", type=int, default=8,
+                   help="clips each actor speaks, emotions taking turns (0: every sentence x emotion, 72)")
     m.add_argument("--traits", type=int, default=2, choices=(1, 2),
                    help="what a voice shares with a face: 2 (default) sex, age and body size; 1 sex and age only "
                         "(the corpora made before body size, actor for actor)")
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             from .make import make_corpus
 
             summary = make_corpus(args.out, args.seen, args.unseen, args.sentences, args.emotions, args.seed,
-                                  args.workers, args.size, per_actor=args.clips_per_actor, traits=args.traits)
+                                  args.workers, args.size, per_actor=args.clips_per_actor or None,
+                                  traits=args.traits)
         elif args.cmd == "prepare":
             from .prepare import prepare
 

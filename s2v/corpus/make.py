@@ -156,9 +156,9 @@ def _work(args) -> str:
     return make_clip(spec, Path(out), size)
 
 
-def make_corpus(out: str | os.PathLike, seen: int = 24, unseen: int = 6, sentences: int = 12,
+def make_corpus(out: str | os.PathLike, seen: int = 300, unseen: int = 40, sentences: int = 12,
                 emotions: tuple[str, ...] = EMOTIONS, seed: int = 0, workers: int | None = None,
-                size: int = 128, progress: bool = True, per_actor: int | None = None,
+                size: int = 128, progress: bool = True, per_actor: int | None = 8,
                 traits: int = TRAITS) -> dict:
     """Make the corpus in `out` (resumable: finished clips are kept). Returns a summary."""
     from tqdm.auto import tqdm
