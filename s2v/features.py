@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,12 @@ import torch
 from .audio import SAMPLE_RATE
 from .cpc import CPC
 from .data import Prepared
+from .modeling import fingerprint
 from .generator import context_windows
 from .students import Students
+
+
+STAGE1_PARTS = ("cpc", "students")  # what the features depend on
 
 
 class AudioFeatures:
@@ -48,8 +53,13 @@ class AudioFeatures:
         from tqdm.auto import tqdm
 
         out = Path(out)
+        revision = fingerprint(stage1, STAGE1_PARTS)
         if (out / "features.json").exists():
-            return cls.load(out)
+            made = json.loads((out / "features.json").read_text())
+            if made.get("stage1_revision") == revision and made.get("clips") == len(Prepared(prep).clips):
+                return cls.load(out)
+            print(f"note: {out} was made from stage 1 {made.get('stage1_revision')} ({made.get('stage1')}) on "
+                  f"{made.get('clips')} clips, not {revision} ({stage1}); rebuilding it", file=sys.stderr)
         data = Prepared(prep)
         cpc = CPC.from_pretrained(Path(stage1) / "cpc").to(device).eval()
         students = Students.from_pretrained(Path(stage1) / "students").to(device).eval()
@@ -66,6 +76,7 @@ class AudioFeatures:
         np.save(out / "nu.npy", np.stack(nus))
         np.save(out / "mu.npy", np.stack(mus))
         (out / "features.json").write_text(json.dumps({"prep": str(prep), "stage1": str(stage1),
+                                                       "stage1_revision": revision,
                                                        "clips": len(seqs), "sample_rate": SAMPLE_RATE}))
         return cls.load(out)
 

@@ -84,3 +84,17 @@ class Pretrained(nn.Module):
 def freeze(module: nn.Module) -> nn.Module:
     """Teachers are frozen explicitly: eval mode, no gradients."""
     return module.eval().requires_grad_(False)
+
+
+def fingerprint(folder: str | os.PathLike, parts: tuple[str, ...]) -> str | None:
+    """A short hash of the weights of `parts` (sub-folders of `folder` holding model.safetensors): what a cache
+    records about the models that made it, so it is rebuilt when they change. None if none exists."""
+    import hashlib
+
+    h, found = hashlib.sha256(), False
+    for part in parts:
+        f = Path(folder) / part / WEIGHTS
+        if f.exists():
+            h.update(f.read_bytes())
+            found = True
+    return h.hexdigest()[:16] if found else None

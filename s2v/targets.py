@@ -22,7 +22,11 @@ import numpy as np
 import torch
 
 from .data import Prepared
+from .modeling import fingerprint
 from .teachers import EmotionTeacher, IdentityTeacher, load_teachers
+
+
+TEACHER_PARTS = ("identity", "emotion")
 
 
 def images(frames: np.ndarray, device) -> torch.Tensor:
@@ -72,7 +76,8 @@ def write_targets(prep: str | os.PathLike, teachers: str | os.PathLike, k: int =
     tmp = prep / "targets.tmp.npz"
     np.savez(tmp, **arrays)
     os.replace(tmp, prep / "targets.npz")
-    meta = {"teachers": str(Path(teachers).resolve()), "k": k, "seed": seed,
+    meta = {"teachers": str(Path(teachers).resolve()), "fingerprint": fingerprint(teachers, TEACHER_PARTS), "k": k,
+            "seed": seed,
             "shapes": {n: list(a.shape) for n, a in arrays.items()}}
     (prep / "targets.json").write_text(json.dumps(meta, indent=1))
     return meta
@@ -86,10 +91,29 @@ def load_targets(prep: str | os.PathLike) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def stale_targets(prep: str | os.PathLike, teachers: str | os.PathLike, k: int = 8) -> str | None:
+    """Why `prep`'s targets cannot be used with `teachers` (missing, or made by other teachers or another k),
+    or None when they can."""
+    prep = Path(prep)
+    if not (prep / "targets.npz").exists():
+        return "no targets.npz"
+    meta = json.loads((prep / "targets.json").read_text()) if (prep / "targets.json").exists() else {}
+    want = fingerprint(teachers, TEACHER_PARTS)
+    if meta.get("fingerprint") != want:
+        return f"targets.npz was made by teachers {meta.get('fingerprint')} ({meta.get('teachers')}), not {want} ({teachers})"
+    if meta.get("k") != k:
+        return f"targets.npz was made with k={meta.get('k')}, not {k}"
+    return None
+
+
 def ensure_targets(prep: str | os.PathLike, teachers: str | os.PathLike, accelerator, k: int = 8) -> dict:
-    """The targets of `prep`, computed first (on the main process only) when they are missing."""
-    if not (Path(prep) / "targets.npz").exists():
+    """The targets of `prep`, computed first (on the main process only) when they are missing or were made by
+    other teachers (`stale_targets`, said once)."""
+    why = stale_targets(prep, teachers, k)
+    if why:
         if accelerator.is_main_process:
+            if why != "no targets.npz":
+                print(f"note: {why}; rebuilding them", file=sys.stderr)
             write_targets(prep, teachers, k=k, device=str(accelerator.device))
         accelerator.wait_for_everyone()
     return load_targets(prep)

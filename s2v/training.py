@@ -16,6 +16,9 @@ import warnings
 from pathlib import Path
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# what a Hub push leaves out: training state, caches (stage 2's stage-1 features), samples and logs; the model
+# folders, their configs and cards, and the run's json records go up
+PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.tmp", "logs/**", "features/**", "samples/**", "*.log"]
 
 
 def add_common_args(p: argparse.ArgumentParser, *, max_steps: int = 1000, batch_size: int = 32,
@@ -85,7 +88,7 @@ class HubPusher:
                 from huggingface_hub import upload_folder
 
                 upload_folder(repo_id=self.repo_id, folder_path=str(folder), commit_message=message,
-                              ignore_patterns=["checkpoint-*", "checkpoint-*/**", "*.tmp", "logs/**"],
+                              ignore_patterns=PUSH_IGNORE,
                               token=os.environ.get("HF_TOKEN"))
             except Exception as exc:
                 self._warn(exc)
@@ -203,6 +206,14 @@ class Run:
 
 
 def infinite(loader):
-    """Cycle a DataLoader forever (a new shuffle each pass)."""
+    """Cycle a DataLoader forever (a new shuffle each pass). A loader that yields no batch (fewer items than
+    one batch with drop_last) is an error that says so, not a loop that never returns."""
     while True:
-        yield from loader
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            n, b = len(loader.dataset), getattr(loader, "batch_size", None) or "?"
+            raise ValueError(f"the training set has {n} item(s), fewer than one batch of {b}: "
+                             f"pass a smaller --batch-size (at most {n}) or more data")

@@ -227,3 +227,39 @@ def test_stage2_survives_sigkill_and_resumes(tiny_prep, tiny_stage1, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"at step {saved}" in r.stdout + r.stderr
     assert json.loads((out / "stage2.json").read_text())["metrics"]["steps"] == saved + 2
+
+
+def test_caches_are_stamped_and_rebuilt_when_their_makers_change(tiny_prep, tiny_model, tmp_path, capsys):
+    """The stage-1 feature cache and the teacher targets record the weights that made them: the same makers
+    reuse them; other ones rebuild the features (said once) and make ensure_targets' check fail loudly."""
+    import shutil
+
+    from s2v.features import STAGE1_PARTS, AudioFeatures
+    from s2v.modeling import fingerprint
+    from s2v.students import Students
+    from s2v.targets import stale_targets
+
+    a, b = tiny_model / "stage1", tmp_path / "stage1b"
+    shutil.copytree(a, b)
+    st = Students.from_pretrained(b / "students")
+    with torch.no_grad():
+        for p in st.parameters():
+            p.add_(0.1)
+    st.save_pretrained(b / "students")
+    out = tmp_path / "features"
+    f1 = AudioFeatures.build(tiny_prep, a, out, progress=False)
+    stamp = (out / "c.npy").stat().st_mtime_ns
+    AudioFeatures.build(tiny_prep, a, out, progress=False)
+    assert (out / "c.npy").stat().st_mtime_ns == stamp  # same stage 1: reused
+    f2 = AudioFeatures.build(tiny_prep, b, out, progress=False)
+    assert "rebuilding" in capsys.readouterr().err
+    assert json.loads((out / "features.json").read_text())["stage1_revision"] == fingerprint(b, STAGE1_PARTS)
+    assert not np.allclose(f1.nu, f2.nu)
+    # targets: made by the fixture's teachers; a changed teacher makes them stale, with the reason
+    teachers = tiny_prep.parent / "teachers"
+    assert stale_targets(tiny_prep, teachers) is None
+    other = tmp_path / "teachers"
+    shutil.copytree(teachers, other)
+    (other / "identity" / "model.safetensors").write_bytes((other / "identity" / "model.safetensors").read_bytes()
+                                                           + b" ")
+    assert "made by teachers" in stale_targets(tiny_prep, other)

@@ -200,3 +200,21 @@ def test_hub_unreachable_warns_once_and_keeps_training(tmp_path):
     assert r.stderr.count("Hub push to someone/s2v-test failed") == 1
     assert (out / "identity" / "model.safetensors").exists() and (out / "metrics.json").exists()
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]  # limit 2
+
+
+def test_teachers_too_small_a_pool_stops_with_a_message(tmp_path):
+    """A pool smaller than one batch stops with a message, never a hang; the hold-out default scales with the
+    pool (a tenth, at least one identity), so a 6-identity pool trains without --holdout-identities."""
+    from s2v.corpus.faces import make_faces
+
+    pool = tmp_path / "faces"
+    make_faces(pool, identities=6, per_identity=2, size=32, workers=1, progress=False)
+    base = [sys.executable, str(ROOT / "train" / "teachers.py"), "--data", str(pool), "--image-size", "32",
+            "--num-workers", "0", "--width", "0.5", "--max-steps", "2"]
+    r = subprocess.run(base + ["--output-dir", str(tmp_path / "big"), "--batch-size", "64"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "fewer than one batch of 64" in r.stderr
+    r = subprocess.run(base + ["--output-dir", str(tmp_path / "ok"), "--batch-size", "4"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "ok" / "metrics.json").read_text())["heldout_identities"] == 1

@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s2v.data import FrameIndex, Prepared  # noqa: E402
 from s2v.discriminators import Discriminators, DiscriminatorsConfig  # noqa: E402
-from s2v.features import AudioFeatures  # noqa: E402
+from s2v.features import STAGE1_PARTS, AudioFeatures  # noqa: E402
+from s2v.modeling import fingerprint  # noqa: E402
 from s2v.generator import Generator, GeneratorConfig, generate_clip, to_uint8  # noqa: E402
 from s2v.losses import l_expr, l_grad, l_sim, lsgan_d, lsgan_g, sync_d  # noqa: E402
 from s2v.targets import ensure_targets  # noqa: E402
@@ -223,14 +224,9 @@ def stage1_reference(stage1: str) -> dict:
     meta = p / "stage1.json"
     if meta.exists():
         ref["stage1_meta"] = json.loads(meta.read_text())
-    # the revision: a fingerprint of the stage-1 weights (a Hub repo's files hash the same way)
-    import hashlib
-
-    h = hashlib.sha256()
-    for part in ("cpc/model.safetensors", "students/model.safetensors"):
-        if (p / part).exists():
-            h.update((p / part).read_bytes())
-    ref["revision"] = h.hexdigest()[:16] if p.exists() else None
+    # the revision: a fingerprint of the stage-1 weights (a Hub repo's files hash the same way), the one the
+    # feature cache is stamped with
+    ref["revision"] = fingerprint(p, STAGE1_PARTS) if p.exists() else None
     return ref
 
 

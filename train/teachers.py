@@ -30,7 +30,8 @@ from s2v.training import Run, add_common_args, infinite  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, max_steps=1500, batch_size=64, lr=1e-3, checkpointing_steps=500)
-    p.add_argument("--holdout-identities", type=int, default=20, help="identities kept out for the report")
+    p.add_argument("--holdout-identities", type=int, default=None,
+                   help="identities kept out for the report (default: a tenth of the pool, at least 1)")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier of both teachers")
     return p.parse_args(argv)
@@ -65,6 +66,8 @@ def read_pool(root: Path, holdout: int) -> tuple[list[dict], list[dict]]:
     if not rows:
         raise ValueError(f"{root}/labels.csv is empty")
     ids = sorted({r["identity"] for r in rows}, key=int)
+    if holdout is None:
+        holdout = max(1, len(ids) // 10)
     if holdout >= len(ids):
         raise ValueError(f"--holdout-identities {holdout} leaves no identity to train on ({len(ids)} in the pool)")
     held = set(ids[len(ids) - holdout:])
@@ -162,7 +165,7 @@ def main(args) -> dict:
     ver, _ = verification(emb_h, held_set.raw_ident, thr, seed=args.seed + 1)
     metrics = {"verification_accuracy_heldout": round(ver, 4), "verification_threshold": round(thr, 4),
                "emotion_accuracy_heldout": round(float(np.mean(pred_h == held_set.emotion)), 4),
-               "train_identities": len(ids), "heldout_identities": args.holdout_identities,
+               "train_identities": len(ids), "heldout_identities": len({r["identity"] for r in held_rows}),
                "train_images": len(train_set), "heldout_images": len(held_set), "steps": step}
     run.log({f"eval/{k}": v for k, v in metrics.items() if isinstance(v, float)}, step)
     acc.print(json.dumps(metrics))
