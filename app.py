@@ -16,7 +16,7 @@ import gradio as gr
 import pandas as pd
 
 from s2v.audio import AudioError
-from s2v.corpus.actors import EMOTION_NAMES
+from s2v.labels import EMOTION_NAMES
 from s2v.pipeline import Speech2Video
 
 MAX_SECONDS = float(os.environ.get("S2V_MAX_SECONDS", 30))  # longer input is cut, with a notice

@@ -26,7 +26,6 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "train"))
 
 
 def clip_rows(data, feats, i: int, context: int):
@@ -64,7 +63,7 @@ def ridge_probe(data, feats, context: int, n_clips: int, per_clip: int = 20, lam
 def d_sync_alone(data, feats, targets, context: int, steps: int, lr: float, width: int = 64) -> dict:
     from s2v.discriminators import Discriminators, DiscriminatorsConfig
     from s2v.training import infinite
-    from stage2 import Frames
+    from s2v.data import Frames
     from tqdm.auto import trange
 
     D = Discriminators(DiscriminatorsConfig(size=data.size, c_dim=feats.c.shape[1], window=2 * context + 1,

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .audio import SAMPLE_RATE, frame_to_sample
-from .corpus.actors import EMOTIONS
+from .labels import EMOTIONS
 
 
 class Prepared:
@@ -145,3 +145,38 @@ class FrameDataset(Dataset):
         return {"frame": torch.from_numpy(np.array(self.data.frames(i, t, t + 1)[0])),
                 "audio": torch.from_numpy(window), "t": t, "clip": i,
                 "still": torch.from_numpy(self.data.still(c["actor"])), **self.data.labels(i)}
+
+
+class Frames(Dataset):
+    """Stage 2's training items: random frames of a split's clips, each with its c window, an off-sync c
+    window (>= offsync_min frames away), ν and μ of its clip (student's or teacher's, see train/stage2.py
+    --nu-source/--mu-source), and T_id's maps of the actor's still (D_ID's real side)."""
+
+    def __init__(self, data: Prepared, feats, targets: dict, split, context: int, offsync_min: int,
+                 mu_source: str = "student", nu_source: str = "student"):
+        self.data, self.f, self.context, self.off = data, feats, context, offsync_min
+        self.mu = feats.mu if mu_source == "student" else targets["mu_star"].astype(np.float32)
+        self.nu_source, self.nu_star = nu_source, targets["nu_star"].astype(np.float32)
+        self.index = FrameIndex(data, split)
+        self.maps = [torch.from_numpy(targets[f"still_map{j}"].astype(np.float32)) for j in range(3)]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> dict:
+        i, t = self.index.locate(k)
+        c = self.data.clips[i]
+        n, fps = c["n_frames"], c["fps"]
+        far = [u for u in range(n) if abs(u - t) >= self.off] or [u for u in range(n) if u != t] or [t]
+        t_off = int(np.random.choice(far))
+        a = self.data.actor_index[c["actor"]]
+        frame = torch.from_numpy(np.array(self.data.frames(i, t, t + 1)[0])).permute(2, 0, 1).float() / 127.5 - 1
+        return {"frame": frame, "c": torch.from_numpy(self.f.window(i, t, fps, self.context)),
+                "c_off": torch.from_numpy(self.f.window(i, t_off, fps, self.context)),
+                "nu": torch.from_numpy(self.nu(i)), "mu": torch.from_numpy(self.mu[i]),
+                "maps": [m[a] for m in self.maps]}
+
+    def nu(self, i: int) -> np.ndarray:
+        """(D,) the ν frame i's clip is generated from: the student's, the teacher's ν*, or either at random."""
+        teacher = self.nu_source == "teacher" or (self.nu_source == "mix" and np.random.random() < 0.5)
+        return self.nu_star[i] if teacher else self.f.nu[i]

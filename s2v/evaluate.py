@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .corpus.actors import EMOTIONS
+from .labels import EMOTIONS
 from .targets import images
 
 METHODS = ("ground-truth", "s2v", "s2v-raw-nu", "reference", "mismatch", "mean-face", "s2f-like")

@@ -37,6 +37,12 @@ def l_sim(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return (fake[..., :h, :] - real[..., :h, :]).abs().mean()
 
 
+def l_lower(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Beyond the paper (train/stage2.py --lambda-lower): mean L1 over the lower half (rows H/2 .. H), (B, 3, H, W)."""
+    h = fake.shape[-2] // 2
+    return (fake[..., h:, :] - real[..., h:, :]).abs().mean()
+
+
 def _gauss_kernel(sigma: float, device, dtype) -> torch.Tensor:
     r = max(1, int(round(2 * sigma)))
     x = torch.arange(-r, r + 1, device=device, dtype=dtype)

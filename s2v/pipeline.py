@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, load_audio, num_frames
-from .corpus.actors import EMOTION_NAMES, EMOTIONS
+from .labels import EMOTION_NAMES, EMOTIONS
 from .cpc import CPC
 from .gallery import Gallery
 from .generator import Generator, generate_clip, to_uint8

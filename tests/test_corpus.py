@@ -190,7 +190,8 @@ def test_build_links_voice_and_face_only_in_traits_2():
 
 
 def test_clips_per_actor_balances_emotions():
-    from s2v.corpus.actors import EMOTIONS, SENTENCES, make_actors
+    from s2v.corpus.actors import SENTENCES, make_actors
+    from s2v.labels import EMOTIONS
     from s2v.corpus.make import clip_specs
 
     specs = clip_specs(make_actors(4, 0, seed=0), list(SENTENCES), list(EMOTIONS), 0, per_actor=8)

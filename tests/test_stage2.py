@@ -15,7 +15,7 @@ import torch
 
 from s2v.discriminators import Discriminators, DiscriminatorsConfig
 from s2v.generator import Generator, GeneratorConfig, context_windows, generate_clip
-from s2v.losses import l_expr, l_grad, l_sim, lsgan_d, lsgan_g, smooth, sync_d
+from s2v.losses import l_expr, l_grad, l_lower, l_sim, lsgan_d, lsgan_g, smooth, sync_d
 from s2v.modeling import freeze
 from s2v.teachers import EmotionTeacher
 
@@ -53,6 +53,7 @@ def test_losses():
     b = a.clone()
     b[..., 4:, :] = 1.0  # differs in the lower half only
     assert l_sim(a, b).item() == 0.0 and l_sim(a, torch.ones_like(a)).item() == 1.0
+    assert l_lower(a, b).item() == 1.0 and l_lower(b, b).item() == 0.0  # the lower half is its whole business
     assert l_grad(a, a).item() == 0.0 and l_grad(a, b).item() > 0
     assert torch.allclose(smooth(torch.ones(1, 3, 9, 9)), torch.ones(1, 3, 9, 9), atol=1e-6)
     ones, zeros = torch.ones(4, 1), torch.zeros(4, 1)
@@ -160,10 +161,7 @@ def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
     assert meta["settings"]["mu_source"] == "teacher" and meta["settings"]["expr_region"] == "upper"
     assert meta["metrics"]["final"]["expr"] > 0  # the expression loss took part
     # --mu-source teacher: the frames come with the teacher's μ* of their clip, not the student's μ
-    sys.path.insert(0, str(ROOT / "train"))
-    from stage2 import Frames
-
-    from s2v.data import Prepared
+    from s2v.data import Frames, Prepared
     from s2v.features import AudioFeatures
     from s2v.targets import load_targets
 

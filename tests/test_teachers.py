@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from s2v.corpus.actors import EMOTIONS
+from s2v.labels import EMOTIONS
 from s2v.teachers import (EmotionTeacher, IdentityConfig, IdentityTeacher, import_senet_ferplus, import_vgg_face,
                           load_teachers)
 

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s2v.audio import SAMPLE_RATE  # noqa: E402
-from s2v.corpus.actors import EMOTIONS  # noqa: E402
+from s2v.labels import EMOTIONS  # noqa: E402
 from s2v.cpc import CPC  # noqa: E402
 from s2v.data import Prepared  # noqa: E402
 from s2v.gallery import Gallery  # noqa: E402

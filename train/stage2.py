@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s2v.data import FrameIndex, Prepared  # noqa: E402
+from s2v.data import Frames, Prepared  # noqa: E402
 from s2v.discriminators import Discriminators, DiscriminatorsConfig  # noqa: E402
 from s2v.features import STAGE1_PARTS, AudioFeatures  # noqa: E402
 from s2v.modeling import fingerprint  # noqa: E402
 from s2v.generator import Generator, GeneratorConfig, generate_clip, to_uint8  # noqa: E402
-from s2v.losses import l_expr, l_grad, l_sim, lsgan_d, lsgan_g, sync_d  # noqa: E402
+from s2v.losses import l_expr, l_grad, l_lower, l_sim, lsgan_d, lsgan_g, sync_d  # noqa: E402
 from s2v.targets import ensure_targets  # noqa: E402
 from s2v.teachers import load_emotion_teacher  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
@@ -66,39 +66,6 @@ def parse_args(argv=None):
     p.add_argument("--base", type=int, default=256, help="generator channels at 4x4")
     p.add_argument("--d-width", type=int, default=64)
     return p.parse_args(argv)
-
-
-class Frames(torch.utils.data.Dataset):
-    """Random frames of the training clips with everything stage 2 needs."""
-
-    def __init__(self, data: Prepared, feats: AudioFeatures, targets: dict, split, context: int, offsync_min: int,
-                 mu_source: str = "student", nu_source: str = "student"):
-        self.data, self.f, self.context, self.off = data, feats, context, offsync_min
-        self.mu = feats.mu if mu_source == "student" else targets["mu_star"].astype(np.float32)
-        self.nu_source, self.nu_star = nu_source, targets["nu_star"].astype(np.float32)
-        self.index = FrameIndex(data, split)
-        self.maps = [torch.from_numpy(targets[f"still_map{j}"].astype(np.float32)) for j in range(3)]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, k: int) -> dict:
-        i, t = self.index.locate(k)
-        c = self.data.clips[i]
-        n, fps = c["n_frames"], c["fps"]
-        far = [u for u in range(n) if abs(u - t) >= self.off] or [u for u in range(n) if u != t] or [t]
-        t_off = int(np.random.choice(far))
-        a = self.data.actor_index[c["actor"]]
-        frame = torch.from_numpy(np.array(self.data.frames(i, t, t + 1)[0])).permute(2, 0, 1).float() / 127.5 - 1
-        return {"frame": frame, "c": torch.from_numpy(self.f.window(i, t, fps, self.context)),
-                "c_off": torch.from_numpy(self.f.window(i, t_off, fps, self.context)),
-                "nu": torch.from_numpy(self.nu(i)), "mu": torch.from_numpy(self.mu[i]),
-                "maps": [m[a] for m in self.maps]}
-
-    def nu(self, i: int) -> np.ndarray:
-        """(D,) the ν frame i's clip is generated from: the student's, the teacher's ν*, or either at random."""
-        teacher = self.nu_source == "teacher" or (self.nu_source == "mix" and np.random.random() < 0.5)
-        return self.nu_star[i] if teacher else self.f.nu[i]
 
 
 def sample_grid(generator: Generator, data: Prepared, feats: AudioFeatures, clips: list[int], device,
@@ -168,8 +135,7 @@ def main(args) -> dict:
             if use_id:
                 g["adv_id"] = lsgan_g(uD.id(maps)[0])
             if args.lambda_lower:
-                h = real.shape[-2] // 2
-                g["lower"] = args.lambda_lower * (fake[..., h:, :] - real[..., h:, :]).abs().mean()
+                g["lower"] = args.lambda_lower * l_lower(fake, real)
             if t_emo is not None:
                 g["expr"] = args.lambda_expr * l_expr(t_emo, fake, real, args.expr_region)
             g_total = sum(g.values())

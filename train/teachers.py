@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s2v.corpus.actors import EMOTIONS  # noqa: E402
+from s2v.labels import EMOTIONS  # noqa: E402
 from s2v.teachers import EmotionConfig, EmotionTeacher, IdentityConfig, IdentityTeacher  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 

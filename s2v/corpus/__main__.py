@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .actors import EMOTIONS
+from ..labels import EMOTIONS
 
 
 def _emotions(text: str) -> tuple[str, ...]:

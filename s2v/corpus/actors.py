@@ -10,11 +10,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..labels import age_group
 from .speech import VoiceVariant
 
-EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
-EMOTION_NAMES = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral",
-                 "SAD": "sad"}
 # CREMA-D's twelve sentences, in its order.
 SENTENCES = {
     "IEO": "It's eleven o'clock.",
@@ -31,13 +29,8 @@ SENTENCES = {
     "WSI": "We'll stop in a couple of minutes.",
 }
 LEVELS = {"LO": 0.55, "MD": 0.8, "HI": 1.0, "XX": 0.8}  # emotion intensity per CREMA-D level
-AGE_GROUPS = ("young", "middle", "older")  # 20-34, 35-54, 55-74
 ACCENTS = ("en-us", "en-us-nyc", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
            "en-gb-x-gbcwmd", "en-029")
-
-
-def age_group(age: int) -> str:
-    return "young" if age < 35 else "middle" if age < 55 else "older"
 
 
 @dataclass(frozen=True)

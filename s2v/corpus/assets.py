@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .actors import EMOTION_NAMES
+from ..labels import EMOTION_NAMES
 
 
 def _pick(clips: list[dict], actors: dict, n: int, rng) -> list[dict]:

@@ -16,7 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .actors import EMOTIONS, EXPRESSION, sample_actor
+from ..labels import EMOTIONS
+from .actors import EXPRESSION, sample_actor
 from .face import FaceRenderer, Mouth, Pose
 from .motion import VISEME_NAMES, VISEMES
 

@@ -22,7 +22,8 @@ import numpy as np
 
 from ..audio import FPS, SAMPLE_RATE, num_frames, resample, write_wav
 from ..video import write_video
-from .actors import (EMOTIONS, EXPRESSION, LEVELS, PROSODY, SENTENCES, TRAITS, Actor, make_actors)
+from ..labels import EMOTIONS
+from .actors import EXPRESSION, LEVELS, PROSODY, SENTENCES, TRAITS, Actor, make_actors
 from .face import FaceRenderer, Mouth, Pose
 from .motion import frame_rms, mouth_track, poses
 from .speech import synthesize

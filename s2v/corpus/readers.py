@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..audio import FPS
-from .actors import age_group
+from ..labels import age_group
 
 DATASETS = ("crema-d", "voxceleb2")
 _CREMA = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")

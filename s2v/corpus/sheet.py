@@ -15,7 +15,7 @@ import numpy as np
 
 from ..audio import load_audio
 from ..video import read_video
-from .actors import EMOTION_NAMES
+from ..labels import EMOTION_NAMES
 from .motion import frame_rms
 
 
