@@ -191,3 +191,12 @@ def test_ridge_attributes_round_trip(tmp_path):
     assert all((again[k] == pred[k]).all() for k in pred)
     assert ridge_r2(x[:150], x[:150, 2], x[150:], x[150:, 2]) > 0.95  # a feature itself: explained
     assert ridge_r2(x[:150], rng.normal(size=150), x[150:], rng.normal(size=50)) < 0.1  # noise: not
+
+
+def test_mfcc_matches_python_speech_features():
+    """The sync expert's MFCC against python_speech_features 0.6's `mfcc` (stored in tests/fixtures: a chirp
+    with noise and silence, scored as syncnet_python scores int16 samples): equal to 1e-5 (float32 output)."""
+    ref = np.load(ROOT / "tests" / "fixtures" / "mfcc_psf.npz")
+    ours = mfcc(ref["audio"])
+    assert ours.shape == ref["mfcc"].T.shape
+    assert np.abs(ours - ref["mfcc"].T).max() < 1e-5
