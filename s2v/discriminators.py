@@ -4,15 +4,21 @@
 - D_ID judges identity maps: the generator's ν̃ (fake) against T_id's maps of the speaker's still (real).
 - D_fr judges frames (PatchGAN: one logit per patch).
 - D_sync judges (c window, frame) pairs: in sync (real), off sync or generated (fake).
+
+Each is one entry of `ADVERSARIES` (after audiocraft's adversarial losses): its network, its learning rate
+(paper 3.1), the generator's LSGAN term and its own loss. The container, the optimizers and both halves of
+train/stage2.py's step are built from that table, so a new discriminator is one entry.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn.utils import spectral_norm
 
+from .losses import lsgan_d, lsgan_g, sync_d
 from .modeling import Pretrained
 
 
@@ -92,8 +98,38 @@ class SyncD(nn.Module):
         return self.head(torch.cat([v, a], 1)), [v, a]
 
 
+@dataclass(frozen=True)
+class Adversary:
+    """One discriminator's part in stage 2. The losses take `D` (a callable `D(name, *inputs)`: the
+    container, or its distributed wrapper so that gradients are synced) and the step's tensors `s`:
+    real, fake (B, 3, S, S); c, c_off (B, W, c_dim); maps, real_maps (ν̃ and T_id's maps of the still)."""
+
+    network: Callable[[DiscriminatorsConfig], nn.Module]
+    lr: float  # RMSProp learning rate
+    g_loss: Callable[[Callable, dict], torch.Tensor]  # the generator's LSGAN term (D frozen)
+    d_loss: Callable[[Callable, dict], torch.Tensor]  # the discriminator's own loss (fake detached)
+    needs_identity_branch: bool = False
+
+
+ADVERSARIES: dict[str, Adversary] = {  # order = the order of modules and optimizers in checkpoints
+    "id": Adversary(IdentityD, 3e-4, lambda D, s: lsgan_g(D("id", s["maps"])[0]),
+                    lambda D, s: lsgan_d(D("id", s["real_maps"])[0], D("id", s["maps"])[0]),
+                    needs_identity_branch=True),
+    "fr": Adversary(FrameD, 1e-4, lambda D, s: lsgan_g(D("fr", s["fake"])[0]),
+                    lambda D, s: lsgan_d(D("fr", s["real"])[0], D("fr", s["fake"])[0])),
+    "sync": Adversary(SyncD, 1e-5, lambda D, s: lsgan_g(D("sync", s["c"], s["fake"])[0]),
+                      lambda D, s: sync_d(D("sync", s["c"], s["real"])[0], D("sync", s["c_off"], s["real"])[0],
+                                          D("sync", s["c"], s["fake"])[0])),
+}
+
+
+def active_adversaries(identity_branch: bool) -> list[str]:
+    """The discriminators that take part: all, less D_ID for a generator without the identity branch."""
+    return [k for k, a in ADVERSARIES.items() if identity_branch or not a.needs_identity_branch]
+
+
 class Discriminators(Pretrained):
-    """D_ID, D_fr and D_sync in one module (saved and restored together)."""
+    """Every discriminator of `ADVERSARIES` in one module (saved and restored together)."""
 
     config_class = DiscriminatorsConfig
     model_type = "s2v-discriminators"
@@ -101,9 +137,8 @@ class Discriminators(Pretrained):
     def __init__(self, config: DiscriminatorsConfig = DiscriminatorsConfig()):
         super().__init__()
         self.config = config
-        self.id = IdentityD(config)
-        self.fr = FrameD(config)
-        self.sync = SyncD(config)
+        for name, adv in ADVERSARIES.items():
+            self.add_module(name, adv.network(config))
 
     def forward(self, kind: str, *inputs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """`D("fr", frame)`, `D("sync", c, frame)`, `D("id", maps)`: one entry point, so a

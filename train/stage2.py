@@ -6,7 +6,7 @@
 c_t comes from the stage-1 CPC and ν, μ from its students, computed once per clip (run folder
 `features/`); the real side of D_ID is T_id's maps of the speaker's still (PREP/targets.npz).
 Per step: one generator update (LSGAN terms of the three discriminators + L_sim + L_grad), then one
-update of each discriminator. RMSProp with G 3e-4, D_ID 3e-4, D_fr 1e-4, D_sync 1e-5 (paper 3.1).
+update of each discriminator. RMSProp with G 3e-4, D_ID 3e-4, D_fr 1e-4, D_sync 1e-5 (paper 3.1; s2v.discriminators.ADVERSARIES).
 Every --sample-steps a grid (ground truth above generated, fixed clips of seen voices) goes to
 samples/ and tensorboard. The output records which stage 1 it was trained on.
 """
@@ -22,21 +22,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s2v.data import Frames, Prepared  # noqa: E402
-from s2v.discriminators import Discriminators, DiscriminatorsConfig  # noqa: E402
+from s2v.discriminators import ADVERSARIES, Discriminators, DiscriminatorsConfig, active_adversaries  # noqa: E402
 from s2v.features import STAGE1_PARTS, AudioFeatures  # noqa: E402
 from s2v.modeling import fingerprint  # noqa: E402
 from s2v.generator import Generator, GeneratorConfig, generate_clip, to_uint8  # noqa: E402
-from s2v.losses import l_expr, l_grad, l_lower, l_sim, lsgan_d, lsgan_g, sync_d  # noqa: E402
+from s2v.losses import l_expr, l_grad, l_lower, l_sim  # noqa: E402
 from s2v.targets import ensure_targets  # noqa: E402
 from s2v.teachers import load_emotion_teacher  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 
-LR = {"g": 3e-4, "id": 3e-4, "fr": 1e-4, "sync": 1e-5}
+LR_G = 3e-4  # the discriminators' rates are in s2v.discriminators.ADVERSARIES
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p, max_steps=4000, batch_size=32, lr=LR["g"], checkpointing_steps=500)
+    add_common_args(p, max_steps=4000, batch_size=32, lr=LR_G, checkpointing_steps=500)
     p.add_argument("--stage1", required=True, help="stage-1 output folder")
     p.add_argument("--teachers", required=True, help="teachers folder (for the still's T_id maps)")
     p.add_argument("--context", type=int, default=0, help="CPC frames each side of t (0: c_t alone, the paper)")
@@ -103,9 +103,7 @@ def main(args) -> dict:
     D = Discriminators(DiscriminatorsConfig(size=data.size, c_dim=gcfg.c_dim, window=gcfg.window,
                                             id_channels=id_channels, width=args.d_width))
     opts = {"g": torch.optim.RMSprop(G.parameters(), lr=args.learning_rate),
-            "id": torch.optim.RMSprop(D.id.parameters(), lr=LR["id"]),
-            "fr": torch.optim.RMSprop(D.fr.parameters(), lr=LR["fr"]),
-            "sync": torch.optim.RMSprop(D.sync.parameters(), lr=LR["sync"])}
+            **{k: torch.optim.RMSprop(getattr(D, k).parameters(), lr=a.lr) for k, a in ADVERSARIES.items()}}
     loader = torch.utils.data.DataLoader(
         Frames(data, feats, targets, "train", args.context, args.offsync_min, args.mu_source,
                args.nu_source),
@@ -123,17 +121,16 @@ def main(args) -> dict:
 
     bar = tqdm(total=args.max_steps, initial=step, desc="stage 2", disable=not run.is_main)
     batches = infinite(loader)
-    use_id = gcfg.identity_branch
+    adversaries = active_adversaries(gcfg.identity_branch)
     while step < args.max_steps:
         b = next(batches)
-        real, c, c_off = b["frame"], b["c"], b["c_off"]
+        real = b["frame"]  # (B, 3, S, S) in [-1, 1]
         # ---- generator
         with acc.autocast():
-            fake, maps = G(c, b["nu"], b["mu"])
-            g = {"adv_fr": lsgan_g(uD.fr(fake)[0]), "adv_sync": lsgan_g(uD.sync(c, fake)[0]),
-                 "sim": args.lambda_sim * l_sim(fake, real), "grad": args.lambda_grad * l_grad(fake, real)}
-            if use_id:
-                g["adv_id"] = lsgan_g(uD.id(maps)[0])
+            fake, maps = G(b["c"], b["nu"], b["mu"])  # c (B, W, c_dim), ν (B, D), μ (B, 6)
+            s = {"real": real, "fake": fake, "c": b["c"], "c_off": b["c_off"], "maps": maps, "real_maps": b["maps"]}
+            g = {f"adv_{k}": ADVERSARIES[k].g_loss(uD, s) for k in adversaries}
+            g.update(sim=args.lambda_sim * l_sim(fake, real), grad=args.lambda_grad * l_grad(fake, real))
             if args.lambda_lower:
                 g["lower"] = args.lambda_lower * l_lower(fake, real)
             if t_emo is not None:
@@ -145,12 +142,9 @@ def main(args) -> dict:
         D.requires_grad_(True)
         opts["g"].step()
         # ---- discriminators: each its own loss and optimizer
-        fake, maps = fake.detach(), [m.detach() for m in maps]
+        s.update(fake=fake.detach(), maps=[m.detach() for m in maps])
         with acc.autocast():  # through the (possibly distributed) wrapper, so gradients are synced
-            d = {"fr": lsgan_d(D("fr", real)[0], D("fr", fake)[0]),
-                 "sync": sync_d(D("sync", c, real)[0], D("sync", c_off, real)[0], D("sync", c, fake)[0])}
-            if use_id:
-                d["id"] = lsgan_d(D("id", b["maps"])[0], D("id", maps)[0])
+            d = {k: ADVERSARIES[k].d_loss(D, s) for k in adversaries}
         for o in d:
             opts[o].zero_grad(set_to_none=True)
         acc.backward(sum(d.values()))
