@@ -225,6 +225,12 @@ def test_stage2_survives_sigkill_and_resumes(tiny_prep, tiny_stage1, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"at step {saved}" in r.stdout + r.stderr
     assert json.loads((out / "stage2.json").read_text())["metrics"]["steps"] == saved + 2
+    # a finished run resumed again (as a rerun of the recipe does) has nothing left to do: it exits cleanly
+    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", str(saved + 2), "--checkpointing-steps", "3",
+                            "--resume-from-checkpoint", "latest"), cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((out / "stage2.json").read_text())["metrics"]["steps"] == saved + 2
 
 
 def test_caches_are_stamped_and_rebuilt_when_their_makers_change(tiny_prep, tiny_model, tmp_path, capsys):

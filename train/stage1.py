@@ -184,6 +184,7 @@ def main(args) -> dict:
 
     bar = tqdm(total=args.max_steps, initial=step, desc="stage 1", disable=not run.is_main)
     batches = infinite(loader)
+    terms = None  # the last step's losses (none when a finished run is resumed)
     while step < args.max_steps:
         if args.finetune_cpc:
             wav, n_samples, nu_star, mu_star, idx = next(batches)
@@ -217,7 +218,7 @@ def main(args) -> dict:
     if args.emo_speakers:  # at inference S_emo finds the speaker by ν among the same voices
         u_students.set_speakers(keys=torch.from_numpy(gallery.voice))
     metrics = {**report(u_cpc, u_students, data, gallery, max_samples, acc.device), "steps": step,
-               "final_loss": round(float(terms["total"].item()), 5)}
+               "final_loss": round(float(terms["total"].item()), 5) if terms else None}
     acc.print(json.dumps(metrics))
     run.log({f"eval/{k}": v for k, v in metrics.items()}, step)
 

@@ -122,6 +122,7 @@ def main(args) -> dict:
     bar = tqdm(total=args.max_steps, initial=step, desc="stage 2", disable=not run.is_main)
     batches = infinite(loader)
     adversaries = active_adversaries(gcfg.identity_branch)
+    g, d = {}, {}  # the last step's terms (none when a finished run is resumed)
     while step < args.max_steps:
         b = next(batches)
         real = b["frame"]  # (B, 3, S, S) in [-1, 1]

@@ -85,6 +85,7 @@ def main(args) -> dict:
     bar = tqdm(total=args.max_steps, initial=step, desc="syncnet", disable=not run.is_main)
     batches = infinite(loader)
     u = acc.unwrap_model(net)
+    loss = None  # the last step's loss (none when a finished run is resumed)
     while step < args.max_steps:
         net.train()
         video, audio = next(batches)
@@ -106,7 +107,7 @@ def main(args) -> dict:
         run.maybe_checkpoint(step)
     bar.close()
 
-    metrics = {"steps": step, "final_loss": round(float(loss.item()), 4),
+    metrics = {"steps": step, "final_loss": round(float(loss.item()), 4) if loss is not None else None,
                **report(u.eval(), data, args.eval_clips, args.seed)}
     acc.print(json.dumps(metrics))
 
