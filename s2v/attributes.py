@@ -1,9 +1,9 @@
-"""Attribute judges: the sex and age group of a face, read from a held-out identity network's embedding.
+"""Attribute judges: the sex and age group of a face, read from a held-out identity network's feature maps.
 
     python -m s2v.attributes --faces data/faces-judge --judge runs/judge
 
-fits one ridge classifier per attribute on the judge's L2-normalised embeddings of a labelled face
-pool (`python -m s2v.corpus faces`; its labels.csv has sex and age_group), on the pool's identities
+fits one ridge classifier per attribute on the judge's feature maps, each averaged over the image and
+concatenated (`attribute_features`), of a labelled face pool (`python -m s2v.corpus faces`; its labels.csv has sex and age_group), on the pool's identities
 minus a held-out fifth, reports their accuracy on those held-out identities, and saves them in
 JUDGE/attributes/. The evaluation uses them to tell the sex and age group of generated faces, with
 their accuracy on the real stills of the same actors as the ceiling.
@@ -45,14 +45,27 @@ def embed_images(t_id, frames: np.ndarray, device, batch: int = 256) -> np.ndarr
     return np.concatenate(out) if out else np.zeros((0, t_id.config.embed_dim), np.float32)
 
 
+@torch.no_grad()
+def attribute_features(t_id, frames: np.ndarray, device, batch: int = 256) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, C) the identity network's three feature maps (image/8, /4, /2), each averaged
+    over space, concatenated. Measured on the judge's own pool (held-out identities): sex 0.85, age group
+    0.64 from these against 0.63 and 0.55 from its fc7 embedding, which is tuned to tell identities apart
+    and keeps little of what they share."""
+    from .targets import images
+
+    out = [torch.cat([m.mean((2, 3)) for m in t_id.features(images(frames[s:s + batch], device))], 1).cpu().numpy()
+           for s in range(0, len(frames), batch)]
+    return np.concatenate(out)
+
+
 @dataclass
 class Attributes:
     heads: dict[str, Ridge]
     accuracy: dict[str, float]  # on the pool's held-out identities
 
-    def predict(self, embeddings: np.ndarray) -> dict[str, np.ndarray]:
-        """Each attribute's label for each row of (N, D) normalised embeddings."""
-        return {k: h.predict(embeddings) for k, h in self.heads.items()}
+    def predict(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Each attribute's label for each row of (N, C) `attribute_features`."""
+        return {k: h.predict(features) for k, h in self.heads.items()}
 
     def save(self, directory: str | os.PathLike, source: str = "") -> None:
         from safetensors.numpy import save_file
@@ -79,7 +92,7 @@ class Attributes:
 
 
 def fit_attributes(t_id, faces: str | os.PathLike, device="cpu", holdout: float = 0.2, seed: int = 0,
-                   lam: float = 10.0) -> Attributes:
+                   lam: float = 100.0) -> Attributes:
     """Ridge classifiers of sex and age group on `t_id`'s embeddings of a labelled face pool."""
     import cv2
 
@@ -92,7 +105,7 @@ def fit_attributes(t_id, faces: str | os.PathLike, device="cpu", holdout: float 
     if len(held) >= len(ids):
         raise ValueError(f"{faces} has {len(ids)} identities: too few to hold out a fifth and fit on the rest")
     frames = np.stack([cv2.imread(str(faces / r["file"]))[..., ::-1] for r in rows])
-    emb = embed_images(t_id, frames, device)
+    emb = attribute_features(t_id, frames, device)
     test = np.array([r["identity"] in held for r in rows])
     heads, acc = {}, {}
     for k in ATTRIBUTES:

@@ -137,7 +137,10 @@ class Judges:
             e = self.heldout_embed(frames[pick]).mean(0)
             out["_embedding"] = e / (np.linalg.norm(e) + 1e-12)
             if self.attributes is not None:
-                out.update({f"pred_{k}": str(v[0]) for k, v in self.attributes.predict(out["_embedding"][None]).items()})
+                from .attributes import attribute_features
+
+                f = attribute_features(self.id2, frames[pick], self.device).mean(0, keepdims=True)
+                out.update({f"pred_{k}": str(v[0]) for k, v in self.attributes.predict(f).items()})
         if self.sync is not None:
             s = sync_scores(self.sync, frames, audio, fps)
             out.update(lse_c=s["lse_c"], lse_d=s["lse_d"], offset=s["offset"])

@@ -35,7 +35,10 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     order = [line.split("]")[0][1:] for line in dry.stdout.splitlines()]
     assert order == ["corpus", "prepare", "faces", "teachers", "targets", "cpc", "stage1", "stage2", "syncnet",
                      "judge-faces", "judge", "attributes", "assemble", "evaluate", "assets"]
-    assert "--identity-judge" in dry.stdout and "--nu-source mix" in dry.stdout and "--clips-per-actor 8" in dry.stdout
+    assert "--identity-judge" in dry.stdout and "--nu-source student" in dry.stdout and "--traits 1" in dry.stdout
+    many = _recipe(tmp_path, "--dry-run", "--seen", "300", "--unseen", "40", "--clips-per-actor", "8", "--traits", "2",
+                   "--nu-source", "mix")
+    assert "--traits 2" in many.stdout and "--nu-source mix" in many.stdout  # (--tiny shrinks the counts)
     assert "--resume-from-checkpoint latest" in dry.stdout
     r = _recipe(tmp_path, "--until", "prepare")
     assert r.returncode == 0, r.stderr

@@ -45,7 +45,7 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     return [
         ("corpus", [PY, "-m", "s2v.corpus", "make", "--out", str(corpus), "--seen", n(a.seen, 3), "--unseen",
                     n(a.unseen, 2), "--sentences", n(12, 2), "--size", n(128, 64),
-                    "--clips-per-actor", n(a.clips_per_actor, 3)],
+                    "--clips-per-actor", n(a.clips_per_actor, 3), "--traits", str(a.traits)],
          corpus / "actors.json"),
         ("prepare", [PY, "-m", "s2v.corpus", "prepare", "--dataset", "crema-d", "--root", str(corpus), "--out",
                      str(prep), "--size", str(a.size)], prep / "report.json"),
@@ -102,10 +102,14 @@ def main(argv=None) -> int:
     p.add_argument("--bundle", default="checkpoints/default", help="the assembled model folder")
     p.add_argument("--assets", default="assets", help="the app's example voices and stills")
     p.add_argument("--size", type=int, default=64, help="face side in pixels (64: the CPU default; 128 on a GPU)")
-    p.add_argument("--seen", type=int, default=300, help="training actors of the corpus")
-    p.add_argument("--unseen", type=int, default=40, help="actors held out whole")
-    p.add_argument("--clips-per-actor", type=int, default=8, help="clips each actor speaks (0: all 72)")
-    p.add_argument("--nu-source", default="mix", choices=("student", "teacher", "mix"),
+    # the defaults make the bundled model (24 actors x 72 clips); the many-identity model of the README's
+    # open-set results is --seen 300 --unseen 40 --clips-per-actor 8 --traits 2 --nu-source mix
+    p.add_argument("--seen", type=int, default=24, help="training actors of the corpus")
+    p.add_argument("--unseen", type=int, default=6, help="actors held out whole")
+    p.add_argument("--clips-per-actor", type=int, default=0, help="clips each actor speaks (0: all 72)")
+    p.add_argument("--traits", type=int, default=1, choices=(1, 2),
+                   help="what a voice shares with a face (python -m s2v.corpus make --traits)")
+    p.add_argument("--nu-source", default="student", choices=("student", "teacher", "mix"),
                    help="ν stage 2 trains the generator on (train/stage2.py --nu-source)")
     p.add_argument("--from", dest="start", default=None, help="rerun from this step on")
     p.add_argument("--only", default=None, help="run just this step")
