@@ -214,6 +214,9 @@ def infinite(loader):
             empty = False
             yield batch
         if empty:
-            n, b = len(loader.dataset), getattr(loader, "batch_size", None) or "?"
+            # an accelerate-prepared loader keeps its batch size on the batch sampler
+            b = (getattr(loader, "total_batch_size", None) or getattr(loader, "batch_size", None)
+                 or getattr(getattr(loader, "batch_sampler", None), "batch_size", None) or "?")
+            n = len(loader.dataset)
             raise ValueError(f"the training set has {n} item(s), fewer than one batch of {b}: "
                              f"pass a smaller --batch-size (at most {n}) or more data")

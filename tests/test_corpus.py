@@ -65,7 +65,7 @@ def test_deterministic(tiny_corpus, tmp_path):
     """The same seed gives byte-identical audio and the same frames."""
     from s2v.corpus.make import make_corpus
 
-    make_corpus(tmp_path, seen=1, unseen=1, sentences=2, emotions=("ANG", "NEU", "SAD"), seed=0, workers=1,
+    make_corpus(tmp_path, seen=3, unseen=2, sentences=2, emotions=("ANG", "NEU", "SAD"), seed=0, workers=1,
                 size=64, progress=False)
     for wav in sorted((tiny_corpus / "AudioWAV").glob("*.wav")):
         again = tmp_path / "AudioWAV" / wav.name

@@ -41,7 +41,7 @@ def test_bad_clips_are_skipped_and_counted(prepared, broken_corpus):
     _, corrupt, empty = broken_corpus
     reasons = {s["id"]: s["reason"] for s in report["skipped_clips"]}
     assert reasons == {corrupt: "unreadable video", empty: "empty audio"}
-    assert report["clips_ok"] == 12 - 2
+    assert report["clips_ok"] == 30 - 2
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["reasons"] == {"unreadable video": 1, "empty audio": 1}
 

@@ -152,7 +152,8 @@ def test_stage1_two_steps_resume_and_outputs(tiny_prep, tiny_cpc, tmp_path):
 
     g = Gallery.load(out / "gallery")
     assert g.ids == ["1001", "1002", "1003"] and g.stills.shape == (3, 32, 32, 3)  # 1004/5 unseen: not in it
-    assert list(g.nearest(g.embeddings)) == g.ids
+    sims = g.similarity(g.embeddings)
+    assert np.allclose(sims.max(1), np.diag(sims))  # each actor's mean ν* is (one of) its own nearest
     assert g.voice is not None and g.voice.shape == g.embeddings.shape  # students' mean ν: the recall targets
     st = Students.from_pretrained(out / "students")
     assert st.config.emo_input == "prosody" and st.config.emo_speakers == 3

@@ -157,7 +157,7 @@ def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
     import cv2
 
     grid = cv2.imread(str(out / "samples" / "step-000002.png"))
-    assert grid.shape[0] == 2 * 32 and grid.shape[1] == 6 * 32  # one clip (GT row + generated row), 6 frames
+    assert grid.shape[0] == 3 * 2 * 32 and grid.shape[1] == 6 * 32  # a clip per seen actor (GT + generated), 6 frames
     assert meta["settings"]["mu_source"] == "teacher" and meta["settings"]["expr_region"] == "upper"
     assert meta["metrics"]["final"]["expr"] > 0  # the expression loss took part
     # --mu-source teacher: the frames come with the teacher's μ* of their clip, not the student's μ

@@ -185,22 +185,18 @@ class Espeak:
     def _set_voice(self, language: str, variant: VoiceVariant) -> None:
         """Load `language` with the variant. eSpeak NG finds a variant only among the first 350 voice
         files it lists, so each variant file lives just until it is loaded (a corpus of hundreds of
-        actors would pass that cap); another process may remove it in between, so write and retry."""
-        import time
-
-        name = f"{language}+{variant.key()}"
-        path = self.data / "voices" / "!v" / variant.key()
-        for attempt in range(8):
-            if not path.exists():
-                tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")  # no "s2v" prefix: never swept
-                tmp.write_text(variant.text())
-                tmp.replace(path)
-            ok = self.lib.espeak_SetVoiceByName(name.encode()) == 0
+        actors would pass that cap). The file is this process's own (its name carries the pid): no other
+        worker can remove it before it is loaded, and a failed load never leaves a half-set voice behind
+        that a retry would build on (the output depends on the variant's text alone)."""
+        key = f"{variant.key()[:9]}x{os.getpid() % 0x1000000:x}"  # short: eSpeak's voice-name buffer is small
+        name = f"{language}+{key}"
+        path = self.data / "voices" / "!v" / key
+        path.write_text(variant.text())
+        try:
+            if self.lib.espeak_SetVoiceByName(name.encode()) != 0:
+                raise RuntimeError(f"eSpeak NG has no voice {name!r}")
+        finally:
             path.unlink(missing_ok=True)
-            if ok:
-                return
-            time.sleep(0.01 * (attempt + 1))
-        raise RuntimeError(f"eSpeak NG has no voice {name!r}")
 
     def synth(self, text: str, *, language: str, variant: VoiceVariant, pitch: int, pitch_range: int,
               rate: int, volume: int, wordgap: int = 0, seed: int = 0) -> Utterance:
