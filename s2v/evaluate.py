@@ -162,15 +162,12 @@ class Vectors:
     clips, the gallery's `voice`)."""
 
     def __init__(self, pipe, judges: Judges, data, device, per_actor: int = 8):
-        from .features import AudioFeatures
-
         self.teacher = bool(getattr(pipe.generator.config, "nu_norm", False))
         g = pipe.gallery
         self.seen_ids = list(g.ids)
         self.seen = g.embeddings if (self.teacher or g.voice is None) else g.voice  # (A, D)
         self.pipe, self.judges, self.data, self.device, self.per_actor = pipe, judges, data, device, per_actor
         self._cache: dict[str, np.ndarray] = {}
-        self._compute = AudioFeatures.compute
 
     def of(self, actor: str) -> torch.Tensor:
         """The actor's own ν (the `reference` row)."""
@@ -180,8 +177,10 @@ class Vectors:
             elif actor in self.seen_ids:
                 v = self.seen[self.seen_ids.index(actor)]
             else:
+                from .features import AudioFeatures
+
                 clips = [i for i, c in enumerate(self.data.clips) if c["actor"] == actor][:self.per_actor]
-                v = np.mean([self._compute(self.pipe.cpc, self.pipe.students, self.data.audio(i), self.device)[1]
+                v = np.mean([AudioFeatures.compute(self.pipe.cpc, self.pipe.students, self.data.audio(i), self.device)[1]
                              for i in clips], 0)
             self._cache[actor] = np.asarray(v, np.float32)
         return torch.from_numpy(self._cache[actor]).to(self.device)
@@ -234,9 +233,9 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
             c, nu, mu = (torch.from_numpy(x).to(device) for x in AudioFeatures.compute(pipe.cpc, pipe.students, audio,
                                                                                        device))
             others = [a for a in same_split if a != actor] or [a for a in data.actors if a != actor]
-            nus = {"s2v": pipe.identity(nu[None])[0], "s2v-raw-nu": nu,
-                   "s2v-recall": torch.from_numpy(pipe.gallery.recall(nu[None].cpu().numpy(), recall_t)[0]).to(device)
-                   if pipe.gallery is not None else None}
+            nus = {"s2v": pipe.identity(nu[None])[0], "s2v-raw-nu": nu}
+            if "s2v-recall" in methods:
+                nus["s2v-recall"] = torch.from_numpy(pipe.gallery.recall(nu[None].cpu().numpy(), recall_t)[0]).to(device)
             if baselines:
                 nus.update({"reference": vec.of(actor), "mismatch": vec.of(others[rng.integers(len(others))]),
                             "mean-face": vec.mean_face(), "random-seen": vec.random_seen(rng, actor)})
