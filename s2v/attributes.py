@@ -3,10 +3,11 @@
     python -m s2v.attributes --faces data/faces-judge --judge runs/judge
 
 fits one ridge classifier per attribute on the judge's feature maps, each averaged over the image and
-concatenated (`attribute_features`), of a labelled face pool (`python -m s2v.corpus faces`; its labels.csv has sex and age_group), on the pool's identities
-minus a held-out fifth, reports their accuracy on those held-out identities, and saves them in
-JUDGE/attributes/. The evaluation uses them to tell the sex and age group of generated faces, with
-their accuracy on the real stills of the same actors as the ceiling.
+concatenated (`attribute_features`), of a labelled face pool (`python -m s2v.corpus faces`; its
+labels.csv has sex and age_group), on the pool's identities minus a held-out fifth, reports their
+accuracy on those held-out identities, and saves them in JUDGE/attributes/. The evaluation uses them
+to tell the sex and age group of generated faces, with their accuracy on the real frames of the same
+clips as the ceiling.
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ class Attributes:
 
 def fit_attributes(t_id, faces: str | os.PathLike, device="cpu", holdout: float = 0.2, seed: int = 0,
                    lam: float = 100.0) -> Attributes:
-    """Ridge classifiers of sex and age group on `t_id`'s embeddings of a labelled face pool."""
+    """Ridge classifiers of sex and age group on `t_id`'s `attribute_features` of a labelled face pool."""
     import cv2
 
     faces = Path(faces)
@@ -105,13 +106,13 @@ def fit_attributes(t_id, faces: str | os.PathLike, device="cpu", holdout: float 
     if len(held) >= len(ids):
         raise ValueError(f"{faces} has {len(ids)} identities: too few to hold out a fifth and fit on the rest")
     frames = np.stack([cv2.imread(str(faces / r["file"]))[..., ::-1] for r in rows])
-    emb = attribute_features(t_id, frames, device)
+    feats = attribute_features(t_id, frames, device)
     test = np.array([r["identity"] in held for r in rows])
     heads, acc = {}, {}
     for k in ATTRIBUTES:
         y = np.array([r[k] for r in rows])
-        heads[k] = Ridge.fit(emb[~test], y[~test], lam)
-        acc[k] = round(float(np.mean(heads[k].predict(emb[test]) == y[test])), 4)
+        heads[k] = Ridge.fit(feats[~test], y[~test], lam)
+        acc[k] = round(float(np.mean(heads[k].predict(feats[test]) == y[test])), 4)
     return Attributes(heads, acc)
 
 

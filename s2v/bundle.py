@@ -111,7 +111,7 @@ def _swap_emotion_student(students_dir: Path, emotion_dir: Path, dst: Path, gall
 def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path | None, out: str | Path,
            dtype: str = "float16", emotion_from: str | Path | None = None, identity: str | None = None) -> dict:
     """Assemble the model folder. `identity`: how the pipeline uses a voice's ν by default, "recall" (onto the
-    seen actors) or "voice" (decoded as is); None: by how the generator was trained (`pipeline.default_recall`)."""
+    seen actors) or "voice" (decoded as is); None: by how the generator was trained (`pipeline.default_identity`)."""
     stage2, out = Path(stage2), Path(out)
     s2 = _read(stage2 / "stage2.json")
     if not s2:
@@ -169,7 +169,9 @@ def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path 
             "face: LSE-C/LSE-D for the evaluation.", SYNTH, {}, _read(syncnet / "metrics.json"), LIMITS))
         parts["syncnet"] = _rel(syncnet)
     if identity is None:
-        identity = "voice" if json.loads((stage2 / "generator" / "config.json").read_text()).get("nu_norm") else "recall"
+        from .pipeline import default_identity
+
+        identity = default_identity(bool(json.loads((stage2 / "generator" / CONFIG).read_text()).get("nu_norm")))
     if identity not in ("recall", "voice"):
         raise ValueError(f"--identity must be recall or voice, got {identity!r}")
     index = {"format": "s2v-bundle", "version": 1, "dtype": dtype, "identity": identity, "parts": parts,

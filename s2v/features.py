@@ -54,13 +54,13 @@ class AudioFeatures:
 
         out = Path(out)
         revision = fingerprint(stage1, STAGE1_PARTS)
+        data = Prepared(prep)
         if (out / "features.json").exists():
             made = json.loads((out / "features.json").read_text())
-            if made.get("stage1_revision") == revision and made.get("clips") == len(Prepared(prep).clips):
+            if made.get("stage1_revision") == revision and made.get("clips") == len(data.clips):
                 return cls.load(out)
             print(f"note: {out} was made from stage 1 {made.get('stage1_revision')} ({made.get('stage1')}) on "
                   f"{made.get('clips')} clips, not {revision} ({stage1}); rebuilding it", file=sys.stderr)
-        data = Prepared(prep)
         cpc = CPC.from_pretrained(Path(stage1) / "cpc").to(device).eval()
         students = Students.from_pretrained(Path(stage1) / "students").to(device).eval()
         seqs, nus, mus = [], [], []

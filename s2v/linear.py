@@ -10,6 +10,19 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def _solve(x: np.ndarray, t: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, std, weights (D + 1, K)) of a ridge regression from standardised x (N, D) to targets t (N, K)."""
+    x = np.asarray(x, np.float64)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    a = np.c_[(x - mean) / std, np.ones(len(x))]
+    return mean, std, np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ t)
+
+
+def _apply(x: np.ndarray, mean: np.ndarray, std: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    return np.c_[(x - mean) / std, np.ones(len(x))] @ weights
+
+
 @dataclass
 class Ridge:
     classes: np.ndarray  # (K,) labels
@@ -20,18 +33,13 @@ class Ridge:
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, lam: float = 1.0) -> "Ridge":
         """Fit on features (N, D) and labels (N,)."""
-        x = np.asarray(x, np.float64)
-        mean, std = x.mean(0), x.std(0) + 1e-6
-        a = np.c_[(x - mean) / std, np.ones(len(x))]
         classes = np.unique(y)
         t = (np.asarray(y)[:, None] == classes[None]).astype(np.float64) * 2 - 1
-        w = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ t)
-        return cls(classes, mean, std, w)
+        return cls(classes, *_solve(x, t, lam))
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """(N, K) one-vs-all scores."""
-        x = np.asarray(x, np.float64)
-        return np.c_[(x - self.mean) / self.std, np.ones(len(x))] @ self.weights
+        return _apply(x, self.mean, self.std, self.weights)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(N,) the best-scoring label of each row."""
@@ -45,12 +53,7 @@ def ridge_probe(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, lam: float = 
 
 def ridge_regress(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, lam: float = 1.0) -> np.ndarray:
     """Predictions for `xte` of a ridge regression from standardised features to targets (N,) or (N, K)."""
-    xtr, xte = np.asarray(xtr, np.float64), np.asarray(xte, np.float64)
-    ytr = np.asarray(ytr, np.float64).reshape(len(xtr), -1)
-    mean, std = xtr.mean(0), xtr.std(0) + 1e-6
-    a = np.c_[(xtr - mean) / std, np.ones(len(xtr))]
-    w = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ ytr)
-    return np.c_[(xte - mean) / std, np.ones(len(xte))] @ w
+    return _apply(xte, *_solve(xtr, np.asarray(ytr, np.float64).reshape(len(xtr), -1), lam))
 
 
 def ridge_r2(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, lam: float = 1.0) -> float:

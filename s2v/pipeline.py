@@ -61,14 +61,19 @@ def _stage1_dir(model_dir: Path) -> Path:
 RECALL = 0.05  # temperature of the identity recall (None: the voice's ν as is)
 
 
+def default_identity(nu_norm: bool) -> str:
+    """A model folder's identity mode when it does not say: a generator trained on the teacher's ν* of many
+    faces (`nu_norm`) decodes any ν ("voice"); one trained on the student's ν of a few actors needs "recall"."""
+    return "voice" if nu_norm else "recall"
+
+
 def default_recall(model_dir: Path, generator: Generator) -> float | None:
     """How a model folder wants ν used: its model_index.json's "identity" ("recall" onto the seen actors, or
-    "voice": decoded as is), else by how the generator was trained: one trained on the teacher's ν* of many
-    faces (`nu_norm`) decodes any ν; one trained on the student's ν of a few actors needs the recall."""
+    "voice": decoded as is), else by how the generator was trained (`default_identity`)."""
     index = model_dir / "model_index.json"
     mode = json.loads(index.read_text()).get("identity") if index.exists() else None
     if mode is None:
-        mode = "voice" if generator.config.nu_norm else "recall"
+        mode = default_identity(generator.config.nu_norm)
     if mode not in ("recall", "voice"):
         raise ValueError(f"{index}: identity must be 'recall' or 'voice', got {mode!r}")
     return RECALL if mode == "recall" else None
