@@ -4,11 +4,14 @@
 
 Starts `python app.py` on a free loopback port (the bundled model unless --model), measures a single
 client's latency first (--single requests one after another), then runs --requests requests from
---clients threads, each a random pick of: example voices from assets/ (good: must return a clip) and
+--clients threads (each one user's gradio_client session, as a browser tab keeps one), each a random pick of: example voices from assets/ (good: must return a clip) and
 bad files (empty, not audio, silence, 0.1 s of speech: must get the app's message, not a crash). Stops
 early when --budget seconds run out. Prints, as JSON: single-client p50/p95, loaded p50/p95 and their
-ratio, good requests that failed, bad requests that got no clear message, and the server's resident
-memory at the start and the end of the loaded run (from /proc).
+ratio, good requests that failed, bad requests that got no clear message, and the CPU seconds per request
+of the server (with its ffmpeg children) and of the clients, and the server's resident memory (from /proc)
+before the warm-up, at the start and the end of the loaded run, and its peak. Warm-up: each input once from
+one client, then each good voice once from every client at the same time, so what the first requests and
+the first concurrent requests allocate once is not counted as growth.
 """
 from __future__ import annotations
 
@@ -51,6 +54,21 @@ def _rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds a process has used, with its finished children (the app's ffmpeg runs)."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _trend(samples: list[float]) -> float | None:
+    """(mean of the last third - mean of the first third) / mean of the first third."""
+    k = len(samples) // 3
+    if k == 0:
+        return None
+    first, last = float(np.mean(samples[:k])), float(np.mean(samples[-k:]))
+    return round((last - first) / first, 3)
+
+
 def inputs(folder: Path) -> tuple[list[str], dict[str, str]]:
     """Good voices (assets/voices/*/*.wav) and bad files, each with the words its message must contain."""
     from s2v.audio import write_wav
@@ -70,13 +88,20 @@ def inputs(folder: Path) -> tuple[list[str], dict[str, str]]:
     return good, bad
 
 
-def request(url: str, path: str) -> tuple[float, str | None, str | None]:
-    """(seconds, video path or None, error message or None) of one /generate call on a fresh client."""
-    from gradio_client import Client, handle_file
+def client(url: str):
+    """One user's session (a browser tab keeps one): made once per simulated user, reused for its requests."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False)
+
+
+def request(session, path: str) -> tuple[float, str | None, str | None]:
+    """(seconds, video path or None, error message or None) of one /generate call in a user's session."""
+    from gradio_client import handle_file
 
     t = time.time()
     try:
-        _, _, video = Client(url, verbose=False).predict(handle_file(path), api_name="/generate")
+        _, _, video = session.predict(handle_file(path), api_name="/generate")
         v = video["video"] if isinstance(video, dict) else video
         return time.time() - t, v, None
     except Exception as exc:  # the app's gr.Error arrives as an AppError with its message
@@ -111,27 +136,47 @@ def main(argv=None) -> int:
                     raise SystemExit("the app exited while starting")
                 time.sleep(1)
         good, bad = inputs(Path(tempfile.mkdtemp(prefix="s2v-load-")))
-        request(url, good[0])  # warm-up
-        single = [request(url, good[k % len(good)])[0] for k in range(a.single)]
+        one = client(url)
+        for path in good + list(bad):  # warm-up: every input once, so lazy first-time costs are not in the figures
+            request(one, path)
+        single = [request(one, good[k % len(good)])[0] for k in range(a.single)]
         rng = random.Random(a.seed)
         plan = [(rng.choice(list(bad)) if rng.random() < a.bad_share else rng.choice(good)) for _ in range(a.requests)]
-        results, lock, start = [], threading.Lock(), time.time()
-        mem0 = _rss_mb(server.pid)
+        sessions = [client(url) for _ in range(a.clients)]
+        results, lock = [], threading.Lock()
 
-        def worker(k: int) -> None:
-            for path in plan[k::a.clients]:
-                if time.time() - start > a.budget:
-                    return
-                r = request(url, path)
-                with lock:
-                    results.append((path, *r))
+        def run(jobs: list[str], keep: bool, start: float) -> None:
+            def worker(k: int) -> None:
+                for path in jobs[k::a.clients]:
+                    if time.time() - start > a.budget:
+                        return
+                    r = request(sessions[k], path)
+                    if keep:
+                        with lock:
+                            results.append((path, *r))
 
-        threads = [threading.Thread(target=worker, args=(k,)) for k in range(a.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        mem1 = _rss_mb(server.pid)
+            threads = [threading.Thread(target=worker, args=(k,)) for k in range(a.clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+        mem_cold = _rss_mb(server.pid)
+        run(good * a.clients, False, time.time())  # concurrent warm-up: what concurrency allocates once
+        mem0, cpu0, own0 = _rss_mb(server.pid), _cpu_s(server.pid), time.process_time()
+        samples, done = [], threading.Event()
+
+        def sample() -> None:
+            while not done.wait(1.0):
+                samples.append(_rss_mb(server.pid))
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        start = time.time()
+        run(plan, True, start)
+        done.set()
+        sampler.join()
+        mem1, cpu1, own1 = _rss_mb(server.pid), _cpu_s(server.pid), time.process_time()
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -146,8 +191,13 @@ def main(argv=None) -> int:
            "p95_over_single_p50": (q(good_lat, 95) / q(single, 50)) if good_lat else None,
            "good_failed": len(failed_good), "bad_without_clear_message": len(unclear_bad),
            "examples": {"good_failed": failed_good[:3], "bad_unclear": unclear_bad[:3]},
-           "server_rss_mb": {"start": round(mem0, 1), "end": round(mem1, 1),
-                             "growth": round((mem1 - mem0) / max(mem0, 1), 3)}}
+           "cpu_s_per_request": {"server": round((cpu1 - cpu0) / max(len(results), 1), 3),
+                                 "clients": round((own1 - own0) / max(len(results), 1), 3)},
+           "server_rss_mb": {"before_warmup": round(mem_cold, 1), "start": round(mem0, 1), "end": round(mem1, 1),
+                             "max": round(max(samples + [mem1]), 1), "growth": round((mem1 - mem0) / max(mem0, 1), 3),
+                             # sampled each second: the last third's mean against the first third's (a leak
+                             # climbs; allocator arenas swing up and back down)
+                             "trend": _trend(samples)}}
     print(json.dumps(out, indent=1))
     return 0
 
