@@ -180,3 +180,34 @@ class Frames(Dataset):
         """(D,) the ν frame i's clip is generated from: the student's, the teacher's ν*, or either at random."""
         teacher = self.nu_source == "teacher" or (self.nu_source == "mix" and np.random.random() < 0.5)
         return self.nu_star[i] if teacher else self.f.nu[i]
+
+
+class SyncWindows(Frames):
+    """Windows for the expert sync loss (train/stage2.py --lambda-sync-expert): 5 consecutive frames of a
+    split's clip, each frame's c window (5, W, c_dim), the clip's ν and μ as in `Frames`, and `candidates`
+    MFCC windows (K, 1, 13, 20) of which index 0 starts with the video window and the others are shifted
+    by min_shift..15 frames (s2v.syncnet.shifted_starts)."""
+
+    def __init__(self, data: Prepared, feats, targets: dict, split, context: int, candidates: int = 8,
+                 min_shift: int = 2, mu_source: str = "student", nu_source: str = "student"):
+        from .syncnet import VIDEO_WINDOW
+
+        super().__init__(data, feats, targets, split, context, 1, mu_source, nu_source)
+        self.k, self.min_shift, self.w = candidates, min_shift, VIDEO_WINDOW
+        short = [i for i in self.index.ids if data.clips[i]["n_frames"] < VIDEO_WINDOW + 2 * min_shift]
+        if short:
+            raise ValueError(f"{len(short)} clips of the {split} split are shorter than {VIDEO_WINDOW + 2 * min_shift} "
+                             "frames: too short for the expert sync loss")
+
+    def __getitem__(self, k: int) -> dict:
+        from .syncnet import audio_windows, mfcc, mfcc_start, shifted_starts
+
+        i, t = self.index.locate(k)
+        c = self.data.clips[i]
+        n, fps = c["n_frames"], c["fps"]
+        t = min(t, n - self.w)
+        rng = np.random.default_rng(torch.randint(0, 2 ** 31, ()).item())  # seeded per loader worker
+        starts = shifted_starts(rng, t, n, self.k, self.min_shift)
+        return {"c": torch.from_numpy(np.stack([self.f.window(i, u, fps, self.context) for u in range(t, t + self.w)])),
+                "nu": torch.from_numpy(self.nu(i)), "mu": torch.from_numpy(self.mu[i]),
+                "mfcc": audio_windows(mfcc(self.data.audio(i)), [mfcc_start(s, fps) for s in starts]).float()}

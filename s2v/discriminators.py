@@ -123,9 +123,13 @@ ADVERSARIES: dict[str, Adversary] = {  # order = the order of modules and optimi
 }
 
 
-def active_adversaries(identity_branch: bool) -> list[str]:
-    """The discriminators that take part: all, less D_ID for a generator without the identity branch."""
-    return [k for k, a in ADVERSARIES.items() if identity_branch or not a.needs_identity_branch]
+def active_adversaries(identity_branch: bool, without: tuple[str, ...] = ()) -> list[str]:
+    """The discriminators that take part: all, less D_ID for a generator without the identity branch and
+    less those named in `without` (train/stage2.py --no-d-sync)."""
+    bad = [k for k in without if k not in ADVERSARIES]
+    if bad:
+        raise ValueError(f"no adversary {bad[0]!r}; there are {', '.join(ADVERSARIES)}")
+    return [k for k, a in ADVERSARIES.items() if (identity_branch or not a.needs_identity_branch) and k not in without]
 
 
 class Discriminators(Pretrained):

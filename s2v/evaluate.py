@@ -16,7 +16,8 @@ Rows (one per method and split; splits: the seen actors' test clips and the unse
   random-seen    a random seen actor's vector: a real face, but not the voice's
   s2f-like       `--ablation DIR`: a stage 2 trained without the identity branch and D_ID
 Columns: SSIM and PSNR against the real frames; LSE-C, LSE-D and the share of clips whose sync offset
-is within ±1 frame (the sync expert, `--syncnet`); emotion agreement (T_emo's class on the generated
+is within ±1 frame (the sync expert, `--syncnet`; `--sync-judge DIR` adds the same by a second expert
+trained with another seed, the one to trust when the generator was trained through the first); emotion agreement (T_emo's class on the generated
 frames vs the label; `--emotion-judge DIR` adds a second emotion network that took no part in
 training). Identity: T_id's nearest seen actor (closed-set, and T_id is a training loss), and with
 `--identity-judge DIR` (an identity network trained with another seed on another face pool, with its
@@ -86,7 +87,7 @@ def _se(values, n: int = 1000, seed: int = 0) -> float | None:
     return float(v[idx].mean(1).std())
 
 
-SPREAD = ("ssim", "lse_c", "emotion_agreement_heldout", "identity_top1_heldout", "match_1to2", "r_at_1", "r_at_5",
+SPREAD = ("ssim", "lse_c", "lse_c_heldout", "emotion_agreement_heldout", "identity_top1_heldout", "match_1to2", "r_at_1", "r_at_5",
           "sex_heldout", "age_group_heldout")  # figures reported with their bootstrap standard error
 
 
@@ -96,7 +97,8 @@ class Judges:
     """The face teachers (identity, emotion) and the sync expert that score a clip."""
 
     def __init__(self, teachers: str | Path, syncnet: str | Path | None, gallery, device,
-                 emotion_judge: str | Path | None = None, identity_judge: str | Path | None = None):
+                 emotion_judge: str | Path | None = None, identity_judge: str | Path | None = None,
+                 sync_judge: str | Path | None = None):
         from .attributes import Attributes, load_identity_judge
         from .syncnet import SyncNet
         from .teachers import load_emotion_teacher, load_teachers
@@ -109,6 +111,7 @@ class Judges:
             att = Path(identity_judge) / "attributes"
             self.attributes = Attributes.load(att) if (att / "attributes.json").exists() else None
         self.sync = SyncNet.from_pretrained(syncnet).to(device).eval() if syncnet else None
+        self.sync2 = SyncNet.from_pretrained(sync_judge).to(device).eval() if sync_judge else None
         self.gallery, self.device = gallery, device
 
     @torch.no_grad()
@@ -144,6 +147,9 @@ class Judges:
         if self.sync is not None:
             s = sync_scores(self.sync, frames, audio, fps)
             out.update(lse_c=s["lse_c"], lse_d=s["lse_d"], offset=s["offset"])
+        if self.sync2 is not None:  # a second expert, never a training loss: the sync figures to trust
+            s = sync_scores(self.sync2, frames, audio, fps)
+            out.update(lse_c_heldout=s["lse_c"], lse_d_heldout=s["lse_d"], offset_heldout=s["offset"])
         return out
 
 
@@ -197,7 +203,7 @@ class Vectors:
 @torch.no_grad()
 def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", "unseen"), limit=None,
              baselines=False, ablation=None, seed=0, device=None, progress=True, emotion_judge=None,
-             identity_judge=None) -> dict:
+             identity_judge=None, sync_judge=None) -> dict:
     from tqdm.auto import tqdm
 
     from .data import Prepared
@@ -211,7 +217,7 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
     pipe = Speech2Video.from_pretrained(model, device=device)
     teachers = Path(teachers) if teachers else _find(model, "teachers")
     syncnet = Path(syncnet) if syncnet else _find(model, "syncnet", required=False)
-    judges = Judges(teachers, syncnet, pipe.gallery, device, emotion_judge, identity_judge)
+    judges = Judges(teachers, syncnet, pipe.gallery, device, emotion_judge, identity_judge, sync_judge)
     other = ("s2v-raw-nu" if pipe.recall is not None else "s2v-recall") if pipe.gallery is not None else None
     methods = ["ground-truth", "s2v"] + ([other] if other else []) + (
         ["reference", "mismatch", "mean-face", "random-seen"] if baselines else [])
@@ -268,6 +274,7 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
                 "syncnet": str(syncnet) if syncnet else None, "ablation": str(ablation) if ablation else None,
                 "emotion_judge": str(emotion_judge) if emotion_judge else None,
                 "identity_judge": str(identity_judge) if identity_judge else None,
+                "sync_judge": str(sync_judge) if sync_judge else None,
                 "splits": list(splits), "limit": limit, "baselines": baselines, "seed": seed,
                 "vectors": "teacher nu* (T_id of the still)" if vec.teacher else "mean student nu over the actor's clips"}
     (out / "results.json").write_text(json.dumps({"settings": settings, "rows": _jsonable(results)}, indent=1))
@@ -313,7 +320,10 @@ def summarise(per_clip: list[dict], data, gallery, stills: dict | None = None, a
             row = {"method": m, "split": split, "clips": len(rs),
                    "ssim": _mean(r.get("ssim") for r in rs), "psnr": _mean(r.get("psnr") for r in rs),
                    "lse_c": _mean(r.get("lse_c") for r in rs), "lse_d": _mean(r.get("lse_d") for r in rs),
-                   "in_sync": _mean(abs(r["offset"]) <= 1 if "offset" in r else None for r in rs)}
+                   "in_sync": _mean(abs(r["offset"]) <= 1 if "offset" in r else None for r in rs),
+                   "lse_d_heldout": _mean(r.get("lse_d_heldout") for r in rs),
+                   "in_sync_heldout": _mean(abs(r["offset_heldout"]) <= 1 if "offset_heldout" in r else None
+                                            for r in rs)}
             labelled = [r for r in rs if r["emotion_label"] is not None]
             row["emotion_agreement"] = _mean(r["emotion"] == r["emotion_label"] for r in labelled)
             if any("emotion_heldout" in r for r in labelled):
@@ -325,6 +335,7 @@ def summarise(per_clip: list[dict], data, gallery, stills: dict | None = None, a
             else:
                 row["identity_top1"] = _mean(r["nearest"] == r["actor"] for r in rs)
             values = {"ssim": [r.get("ssim") for r in rs], "lse_c": [r.get("lse_c") for r in rs],
+                      "lse_c_heldout": [r.get("lse_c_heldout") for r in rs],
                       "emotion_agreement_heldout": [r.get("emotion_heldout") == r["emotion_label"] if "emotion_heldout"
                                                     in r else None for r in labelled]}
             if stills is not None and len(cand) >= 2:
@@ -357,7 +368,9 @@ def _jsonable(rows):
 
 
 FRAME_COLS = [("ssim", "SSIM ↑"), ("psnr", "PSNR ↑"), ("lse_c", "LSE-C ↑"), ("lse_d", "LSE-D ↓"),
-              ("in_sync", "offset ≤1 ↑"), ("emotion_agreement", "emotion ↑"),
+              ("in_sync", "offset ≤1 ↑"), ("lse_c_heldout", "LSE-C, held-out judge ↑"),
+              ("lse_d_heldout", "LSE-D, held-out judge ↓"), ("in_sync_heldout", "offset ≤1, held-out judge ↑"),
+              ("emotion_agreement", "emotion ↑"),
               ("emotion_agreement_heldout", "emotion, held-out judge ↑")]
 IDENTITY_COLS = [("identity_top1", "identity top-1, T_id ↑"), ("identity_top1_heldout", "identity top-1, held-out ↑"),
                  ("match_1to2", "1:2 match ↑"), ("r_at_1", "R@1 ↑"), ("r_at_5", "R@5 ↑"),
@@ -400,7 +413,8 @@ def table(rows: list[dict], settings: dict) -> str:
            + (f" --limit {s['limit']}" if s.get("limit") else "") + (" --baselines" if s.get("baselines") else "")
            + (f" --ablation {s['ablation']}" if s.get("ablation") else "")
            + (f" --emotion-judge {s['emotion_judge']}" if s.get("emotion_judge") else "")
-           + (f" --identity-judge {s['identity_judge']}" if s.get("identity_judge") else "") + " --out OUT")
+           + (f" --identity-judge {s['identity_judge']}" if s.get("identity_judge") else "")
+           + (f" --sync-judge {s['sync_judge']}" if s.get("sync_judge") else "") + " --out OUT")
     return "\n".join(lines) + f"\n\nMade by `{cmd}`.\n"
 
 
@@ -468,6 +482,10 @@ def main(argv=None) -> int:
                    help="an identity network not used in training (teachers folder or its identity/, with "
                         "attributes/ from python -m s2v.attributes): adds held-out identity top-1, the open-set "
                         "scores on unseen actors (1:2 matching, R@1, R@5) and the sex and age group of the faces")
+    p.add_argument("--sync-judge", default=None,
+                   help="a second sync expert not used in training (train/syncnet.py with another seed): adds LSE-C, "
+                        "LSE-D and the in-sync rate by that judge, the sync figures to trust when the generator was "
+                        "trained through the first expert (train/stage2.py --lambda-sync-expert)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     a = p.parse_args(argv)
@@ -476,7 +494,7 @@ def main(argv=None) -> int:
     if bad:
         p.error(f"unknown split {bad[0]!r}; use test, unseen or test,unseen")
     res = evaluate(a.data, a.model, a.out, a.teachers, a.syncnet, splits, a.limit, a.baselines, a.ablation, a.seed,
-                   a.device, emotion_judge=a.emotion_judge, identity_judge=a.identity_judge)
+                   a.device, emotion_judge=a.emotion_judge, identity_judge=a.identity_judge, sync_judge=a.sync_judge)
     print(table(res["rows"], res["settings"]))
     return 0
 

@@ -4,7 +4,8 @@ LSGAN with the usual targets, real -> 1 and fake -> 0 (the paper writes real -> 
 two are the same game with the labels swapped). L_sim is L1 on the upper half of the face (image
 rows 0 .. H/2, nose up); L_grad is L1 between the gradients of Gaussian-smoothed frames.
 Beyond the paper, `l_expr` compares what the frozen emotion teacher sees in a generated frame with
-what it sees in the real one.
+what it sees in the real one, and `l_sync_expert` asks a frozen sync expert whether a window of
+generated lips goes with its audio.
 """
 from __future__ import annotations
 
@@ -84,3 +85,23 @@ def l_expr(teacher, fake: torch.Tensor, real: torch.Tensor, region: str = "full"
     with torch.no_grad():
         target = teacher.embed((real + 1) / 2)
     return (1 - F.cosine_similarity(teacher.embed((fake + 1) / 2), target, dim=1)).mean()
+
+
+def l_sync_expert(expert, fake: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    """Beyond the paper (Wav2Lip's expert sync loss, in the expert's own terms): `fake` (B, 5, 3, H, W) in
+    [-1, 1] are windows of consecutive generated frames, `audio` (B, K, 1, 13, 20) MFCC windows of which
+    index 0 starts with the video window and the others are shifted. The frozen sync expert
+    (s2v.syncnet.SyncNet) embeds both; the loss is its training objective, cross-entropy of the in-sync
+    window over the negative distances, so the generator is pushed to lips the expert finds in sync and
+    not at another offset."""
+    from .syncnet import lip_tensor
+
+    b, t = fake.shape[:2]
+    k = audio.shape[1]
+    x = lip_tensor((fake.flatten(0, 1) + 1) * 127.5, expert.config)  # (B*5, 3, S, S)
+    x = x.view(b, t, *x.shape[1:]).transpose(1, 2)  # (B, 3, 5, S, S)
+    v = expert.embed_video(x)
+    with torch.no_grad():
+        a = expert.embed_audio(audio.flatten(0, 1)).view(b, k, -1)
+    dist = (v[:, None].float() - a.float()).pow(2).sum(-1).add(1e-6).sqrt()
+    return F.cross_entropy(-dist, torch.zeros(b, dtype=torch.long, device=dist.device))

@@ -149,15 +149,29 @@ class SyncNet(Pretrained):
 
 def lip_input(frames: np.ndarray | torch.Tensor, config: SyncNetConfig) -> torch.Tensor:
     """(T, H, W, 3) RGB uint8 frames -> (T, 3, S, S) float 0-255 in the region and channel order of `config`."""
+    return lip_tensor(torch.as_tensor(np.array(frames)).permute(0, 3, 1, 2).float(), config)
+
+
+def lip_tensor(x: torch.Tensor, config: SyncNetConfig) -> torch.Tensor:
+    """(T, 3, H, W) RGB float 0-255 -> (T, 3, S, S) in the region and channel order of `config`;
+    differentiable, so a generator can be trained through the expert (s2v.losses.l_sync_expert)."""
     import torch.nn.functional as F
 
-    x = torch.as_tensor(np.array(frames)).permute(0, 3, 1, 2).float()
     if config.region == "lower":
         x = x[:, :, x.shape[2] // 2:]
     s = config.image_size
     if tuple(x.shape[-2:]) != (s, s):
         x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
     return x.flip(1) if config.bgr else x
+
+
+def shifted_starts(rng: np.random.Generator, t: int, n: int, k: int, min_shift: int) -> list[int]:
+    """Frame t and k - 1 other window starts of a clip of n frames, each shifted from t by min_shift..15
+    frames (the sync expert's candidates: index 0 is in sync; repeats when the clip is too short)."""
+    shifts = [s for s in range(-VSHIFT, VSHIFT + 1) if abs(s) >= min_shift and 0 <= t + s <= n - VIDEO_WINDOW]
+    if not shifts:
+        raise ValueError(f"a clip of {n} frames has no window {min_shift}+ frames from frame {t}")
+    return [t] + [t + int(s) for s in rng.choice(shifts, size=k - 1, replace=len(shifts) < k - 1)]
 
 
 def video_windows(x: torch.Tensor, starts) -> torch.Tensor:

@@ -133,7 +133,7 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
                         "--teachers", str(tiny_prep.parent / "teachers"), "--syncnet", str(sync), "--out", str(out),
                         "--limit", "2", "--baselines", "--device", "cpu",
                         "--emotion-judge", str(tiny_prep.parent / "teachers" / "emotion"),
-                        "--identity-judge", str(judge)],
+                        "--identity-judge", str(judge), "--sync-judge", str(sync)],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((out / "results.json").read_text())
@@ -148,6 +148,8 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
         else:
             assert 0 <= x["identity_top1_heldout"] <= 1 and x["identity_chance"] == pytest.approx(1 / 3, abs=1e-3)
         assert x["clips"] >= 1 and x["lse_d"] is not None
+        # the held-out sync judge here is the expert itself, so its figures must be the same
+        assert x["lse_c_heldout"] == x["lse_c"] and x["in_sync_heldout"] == x["in_sync"]
         assert (x["ssim"] is None) == (m == "ground-truth")
         if m != "ground-truth":
             assert 0 <= x["ssim"] <= 1 and x["psnr"] > 0

@@ -15,7 +15,7 @@ import torch
 
 from s2v.discriminators import Discriminators, DiscriminatorsConfig
 from s2v.generator import Generator, GeneratorConfig, context_windows, generate_clip
-from s2v.losses import l_expr, l_grad, l_lower, l_sim, lsgan_d, lsgan_g, smooth, sync_d
+from s2v.losses import l_expr, l_grad, l_lower, l_sim, l_sync_expert, lsgan_d, lsgan_g, smooth, sync_d
 from s2v.modeling import freeze
 from s2v.teachers import EmotionTeacher
 
@@ -180,6 +180,72 @@ def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
     np.random.seed(0)
     got = {bool(np.allclose(ds[0]["nu"].numpy(), t["nu_star"][i])) for _ in range(20)}
     assert got == {True, False}
+
+
+def test_expert_sync_loss_prefers_lips_that_follow_the_audio():
+    """An expert whose lip embedding is the mouth's brightness per frame and whose audio embedding is the
+    loudness per frame's MFCC steps: windows whose mouth opens with the sound score a lower loss than the
+    same windows shifted; the gradient reaches the frames and steps on them lower the loss."""
+    from s2v.syncnet import SyncNet, SyncNetConfig
+
+    class Envelope(SyncNet):
+        def embed_video(self, x):  # (B, 3, 5, S, S) 0-255 -> (B, 5): mean brightness of each frame
+            return x.mean((1, 3, 4)) / 255
+
+        def embed_audio(self, x):  # (B, 1, 13, 20) -> (B, 5): is c0 high in each frame's 4 steps
+            return (x[:, 0, 0, :20].reshape(len(x), 5, 4).mean(-1) > 0).float()
+
+    expert = Envelope(SyncNetConfig(image_size=64, width=0.125, embed_dim=8, region="lower", bgr=False)).eval()
+    g = torch.Generator().manual_seed(0)
+    loud = (torch.rand(4, 8, 5, generator=g) > 0.5).float()  # (B, K, 5): candidates' loudness per frame
+    loud[:, 0] = torch.tensor([1.0, 0, 1, 0, 1])  # the in-sync window: distinct from every shifted one
+    loud[:, 1:, 0] = 0
+    audio = (loud.repeat_interleave(4, -1) * 2 - 1)[:, :, None, None].expand(4, 8, 1, 13, 20).clone()
+
+    def lips(pattern):  # (B, 5) in {0, 1} -> (B, 5, 3, 32, 32) in [-1, 1]: the mouth open (bright) or not
+        return (pattern[:, :, None, None, None] * 2 - 1).expand(-1, -1, 3, 32, 32).clone()
+
+    in_sync, shifted = l_sync_expert(expert, lips(loud[:, 0]), audio), l_sync_expert(expert, lips(loud[:, 1]), audio)
+    assert in_sync < shifted
+    x = torch.zeros(4, 5, 3, 32, 32, requires_grad=True)
+    opt = torch.optim.SGD([x], lr=50.0)
+    first = l_sync_expert(expert, x, audio)
+    for _ in range(20):
+        opt.zero_grad()
+        l_sync_expert(expert, x, audio).backward()
+        opt.step()
+    assert x.grad is not None and l_sync_expert(expert, x, audio) < first
+    assert x.detach()[:, [0, 2, 4], :, 16:].mean() > x.detach()[:, [1, 3], :, 16:].mean()  # mouth open on the loud frames
+
+
+def test_stage2_with_the_expert_sync_loss_and_without_d_sync(tiny_prep, tiny_stage1, tmp_path):
+    """--lambda-sync-expert trains through a frozen expert (its weights unchanged), --no-d-sync leaves D_sync
+    out; windows of 5 frames come with K audio windows, index 0 in sync."""
+    from s2v.syncnet import SyncNet, SyncNetConfig
+
+    torch.manual_seed(0)
+    SyncNet(SyncNetConfig(image_size=64, width=0.125, embed_dim=16, region="lower")).save_pretrained(tmp_path / "expert")
+    before = SyncNet.from_pretrained(tmp_path / "expert").state_dict()
+    out = tmp_path / "s2"
+    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", "2", "--context", "1", "--no-d-sync",
+                            "--lambda-sync-expert", "1", "--sync-expert", str(tmp_path / "expert"), "--sync-batch", "2",
+                            "--sync-candidates", "3"), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    final = json.loads((out / "stage2.json").read_text())["metrics"]["final"]
+    assert final["sync_expert"] > 0 and "adv_sync" not in final and "sync" not in final and "adv_fr" in final
+    after = SyncNet.from_pretrained(tmp_path / "expert").state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    from s2v.data import Prepared, SyncWindows
+    from s2v.features import AudioFeatures
+    from s2v.targets import load_targets
+
+    ds = SyncWindows(Prepared(tiny_prep), AudioFeatures.load(out / "features"), load_targets(tiny_prep), "train", 1,
+                     candidates=3)
+    item = ds[0]
+    assert item["c"].shape == (5, 3, 16) and item["mfcc"].shape == (3, 1, 13, 20)
+    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, tmp_path / "x", "--lambda-sync-expert", "1"), cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "--sync-expert" in r.stderr
 
 
 def test_generator_nu_norm_puts_teacher_and_student_in_one_space():

@@ -6,7 +6,9 @@
 c_t comes from the stage-1 CPC and ν, μ from its students, computed once per clip (run folder
 `features/`); the real side of D_ID is T_id's maps of the speaker's still (PREP/targets.npz).
 Per step: one generator update (LSGAN terms of the three discriminators + L_sim + L_grad), then one
-update of each discriminator. RMSProp with G 3e-4, D_ID 3e-4, D_fr 1e-4, D_sync 1e-5 (paper 3.1; s2v.discriminators.ADVERSARIES).
+update of each discriminator. Beyond the paper, --lambda-sync-expert adds Wav2Lip's expert sync loss
+(a frozen sync expert judges windows of 5 generated frames against their audio) and --no-d-sync
+leaves D_sync out. RMSProp with G 3e-4, D_ID 3e-4, D_fr 1e-4, D_sync 1e-5 (paper 3.1; s2v.discriminators.ADVERSARIES).
 Every --sample-steps a grid (ground truth above generated, fixed clips of seen voices) goes to
 samples/ and tensorboard. The output records which stage 1 it was trained on.
 """
@@ -21,12 +23,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s2v.data import Frames, Prepared  # noqa: E402
+from s2v.data import Frames, Prepared, SyncWindows  # noqa: E402
 from s2v.discriminators import ADVERSARIES, Discriminators, DiscriminatorsConfig, active_adversaries  # noqa: E402
 from s2v.features import STAGE1_PARTS, AudioFeatures  # noqa: E402
 from s2v.modeling import fingerprint  # noqa: E402
 from s2v.generator import Generator, GeneratorConfig, generate_clip, to_uint8  # noqa: E402
-from s2v.losses import l_expr, l_grad, l_lower, l_sim  # noqa: E402
+from s2v.losses import l_expr, l_grad, l_lower, l_sim, l_sync_expert  # noqa: E402
+from s2v.syncnet import SyncNet  # noqa: E402
 from s2v.targets import ensure_targets  # noqa: E402
 from s2v.teachers import load_emotion_teacher  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
@@ -61,11 +64,22 @@ def parse_args(argv=None):
                         "the same space; with many identities this teaches a face decoder over the whole face "
                         "embedding, not only the seen actors' points")
     p.add_argument("--no-identity-branch", action="store_true", help="S2F-like ablation: no ν branch, no D_ID")
+    p.add_argument("--no-d-sync", action="store_true",
+                   help="leave out the paper's D_sync (its loss sits at a constant: benchmarks/sync_signal.py)")
+    p.add_argument("--lambda-sync-expert", type=float, default=0.0,
+                   help="beyond the paper: weight of the expert sync loss (Wav2Lip's), the frozen --sync-expert's "
+                        "cross-entropy of the in-sync audio window for windows of 5 generated frames (0: off)")
+    p.add_argument("--sync-expert", default=None, help="a sync expert folder (train/syncnet.py) for that loss")
+    p.add_argument("--sync-batch", type=int, default=8, help="5-frame windows per step for the expert sync loss")
+    p.add_argument("--sync-candidates", type=int, default=8, help="audio windows per sync window, one in sync")
     p.add_argument("--offsync-min", type=int, default=3, help="|τ - τ'| in frames for off-sync pairs")
     p.add_argument("--sample-steps", type=int, default=250)
     p.add_argument("--base", type=int, default=256, help="generator channels at 4x4")
     p.add_argument("--d-width", type=int, default=64)
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.lambda_sync_expert and not a.sync_expert:
+        p.error("--lambda-sync-expert needs --sync-expert DIR (a sync expert from train/syncnet.py)")
+    return a
 
 
 def sample_grid(generator: Generator, data: Prepared, feats: AudioFeatures, clips: list[int], device,
@@ -112,7 +126,17 @@ def main(args) -> dict:
     t_emo = None
     if args.lambda_expr:
         t_emo = load_emotion_teacher(args.teachers).to(acc.device)  # frozen, eval mode
+    expert, windows = None, None
+    if args.lambda_sync_expert:
+        expert = SyncNet.from_pretrained(args.sync_expert).to(acc.device).eval().requires_grad_(False)
+        windows = torch.utils.data.DataLoader(
+            SyncWindows(data, feats, targets, "train", args.context, args.sync_candidates, mu_source=args.mu_source,
+                        nu_source=args.nu_source),
+            batch_size=args.sync_batch, shuffle=True, drop_last=True, num_workers=args.num_workers,
+            persistent_workers=args.num_workers > 0)
     G, D, loader, *opt_list = acc.prepare(G, D, loader, *opts.values())
+    if windows is not None:
+        windows = infinite(acc.prepare(windows))
     opts = dict(zip(opts, opt_list))
     step = run.resume()
     uD = acc.unwrap_model(D)
@@ -121,14 +145,22 @@ def main(args) -> dict:
 
     bar = tqdm(total=args.max_steps, initial=step, desc="stage 2", disable=not run.is_main)
     batches = infinite(loader)
-    adversaries = active_adversaries(gcfg.identity_branch)
+    adversaries = active_adversaries(gcfg.identity_branch, ("sync",) if args.no_d_sync else ())
     g, d = {}, {}  # the last step's terms (none when a finished run is resumed)
     while step < args.max_steps:
         b = next(batches)
         real = b["frame"]  # (B, 3, S, S) in [-1, 1]
         # ---- generator
         with acc.autocast():
-            fake, maps = G(b["c"], b["nu"], b["mu"])  # c (B, W, c_dim), ν (B, D), μ (B, 6)
+            if windows is None:
+                fake, maps = G(b["c"], b["nu"], b["mu"])  # c (B, W, c_dim), ν (B, D), μ (B, 6)
+            else:  # the sync windows' frames go through G in the same call (one forward per backward, for DDP)
+                w = next(windows)  # c (Bw, 5, W, c_dim): 5 consecutive frames of a clip; ν, μ; mfcc (Bw, K, 1, 13, 20)
+                nb, nw = b["c"].shape[0], w["c"].shape[1]
+                out, maps = G(torch.cat([b["c"], w["c"].flatten(0, 1)]),
+                              torch.cat([b["nu"], w["nu"].repeat_interleave(nw, 0)]),
+                              torch.cat([b["mu"], w["mu"].repeat_interleave(nw, 0)]))
+                fake, lips, maps = out[:nb], out[nb:].unflatten(0, (-1, nw)), [m[:nb] for m in maps]
             s = {"real": real, "fake": fake, "c": b["c"], "c_off": b["c_off"], "maps": maps, "real_maps": b["maps"]}
             g = {f"adv_{k}": ADVERSARIES[k].g_loss(uD, s) for k in adversaries}
             g.update(sim=args.lambda_sim * l_sim(fake, real), grad=args.lambda_grad * l_grad(fake, real))
@@ -136,6 +168,8 @@ def main(args) -> dict:
                 g["lower"] = args.lambda_lower * l_lower(fake, real)
             if t_emo is not None:
                 g["expr"] = args.lambda_expr * l_expr(t_emo, fake, real, args.expr_region)
+            if windows is not None:
+                g["sync_expert"] = args.lambda_sync_expert * l_sync_expert(expert, lips, w["mfcc"])
             g_total = sum(g.values())
         opts["g"].zero_grad(set_to_none=True)
         D.requires_grad_(False)

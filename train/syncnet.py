@@ -24,7 +24,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s2v.data import Prepared  # noqa: E402
 from s2v.syncnet import (VIDEO_WINDOW, SyncNet, SyncNetConfig, audio_windows, lip_input,  # noqa: E402
-                         mfcc, mfcc_start, sync_scores, video_windows)
+                         mfcc, mfcc_start, shifted_starts, sync_scores, video_windows)
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 
 
@@ -58,11 +58,9 @@ class SyncPairs(torch.utils.data.Dataset):
         fps = self.data.clips[i]["fps"]
         n = self.data.clips[i]["n_frames"]
         t = int(rng.integers(0, n - VIDEO_WINDOW + 1))
-        shifts = [s for s in range(-15, 16) if abs(s) >= self.min_shift and 0 <= t + s <= n - VIDEO_WINDOW]
-        picked = rng.choice(shifts, size=self.k - 1, replace=len(shifts) < self.k - 1)
+        starts = shifted_starts(rng, t, n, self.k, self.min_shift)
         video = video_windows(lip_input(self.data.frames(i, t, t + VIDEO_WINDOW), self.config), [0])[0]
-        m = mfcc(self.data.audio(i))
-        audio = audio_windows(m, [mfcc_start(t + s, fps) for s in [0, *picked]])
+        audio = audio_windows(mfcc(self.data.audio(i)), [mfcc_start(s, fps) for s in starts])
         return video, audio
 
 
