@@ -30,11 +30,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--context", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--memory-format", default="channels_last", choices=("channels_last", "contiguous"),
+                   help="the networks' layout (train/stage2.py uses channels_last)")
     a = p.parse_args()
     dev = torch.device(a.device)
     gcfg = GeneratorConfig(size=a.size, context=a.context)
     G = Generator(gcfg).to(dev)
     D = Discriminators(DiscriminatorsConfig(size=a.size, window=gcfg.window, id_channels=gcfg.id_channels)).to(dev)
+    fmt = torch.channels_last if a.memory_format == "channels_last" else torch.contiguous_format
+    G, D = G.to(memory_format=fmt), D.to(memory_format=fmt)
     opt_g = torch.optim.RMSprop(G.parameters(), lr=3e-4)
     opt_d = torch.optim.RMSprop(D.parameters(), lr=1e-4)
     b = a.batch_size
@@ -76,7 +80,7 @@ def main() -> None:
         infer_fps = a.steps * b / (time.perf_counter() - t)
     peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print(json.dumps({"device": str(dev), "size": a.size, "batch_size": b, "threads": torch.get_num_threads(),
+    print(json.dumps({"device": str(dev), "size": a.size, "batch_size": b, "memory_format": a.memory_format, "threads": torch.get_num_threads(),
                       "train_frames_per_s": round(train_fps, 1), "inference_frames_per_s": round(infer_fps, 1),
                       "peak_memory_mb": round(peak, 1),
                       "generator_params_m": round(sum(x.numel() for x in G.parameters()) / 1e6, 2),

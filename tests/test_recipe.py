@@ -25,7 +25,7 @@ def test_recipe_gives_trainers_every_core(tmp_path):
     for env, want in [({"OMP_NUM_THREADS": "3"}, "3"), ({}, str(os.cpu_count()))]:
         dry = _recipe(tmp_path, "--dry-run", env={**base, **env})
         launches = [line for line in dry.stdout.splitlines() if "accelerate.commands.launch" in line]
-        assert len(launches) == 6
+        assert len(launches) == 7
         assert all(f"--num_cpu_threads_per_process {want} " in line for line in launches)
 
 
@@ -33,8 +33,15 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     dry = _recipe(tmp_path, "--dry-run")
     assert dry.returncode == 0
     order = [line.split("]")[0][1:] for line in dry.stdout.splitlines()]
-    assert order == ["corpus", "prepare", "faces", "teachers", "targets", "cpc", "stage1", "stage2", "syncnet",
-                     "judge-faces", "judge", "attributes", "assemble", "evaluate", "assets"]
+    assert order == ["corpus", "prepare", "faces", "teachers", "targets", "cpc", "stage1", "syncnet", "sync-judge",
+                     "stage2", "judge-faces", "judge", "attributes", "assemble", "evaluate", "assets"]
+    assert "--sync-judge" in dry.stdout and "stage2-sync" not in dry.stdout
+    sync = _recipe(tmp_path, "--dry-run", "--sync-loss", "1")
+    order = [line.split("]")[0][1:] for line in sync.stdout.splitlines()]
+    assert order[order.index("stage2") + 1] == "stage2-sync"
+    line = next(x for x in sync.stdout.splitlines() if x.startswith("[stage2-sync]"))
+    assert "--lambda-sync-expert 1.0" in line and "--no-d-sync" in line and "--init-generator" in line
+    assert "--stage2 " + str(tmp_path / "runs" / "stage2-sync") in sync.stdout  # the bundle is the fine-tuned one
     assert "--identity-judge" in dry.stdout and "--nu-source student" in dry.stdout and "--traits 1" in dry.stdout
     many = _recipe(tmp_path, "--dry-run", "--seen", "300", "--unseen", "40", "--clips-per-actor", "8", "--traits", "2",
                    "--nu-source", "mix")

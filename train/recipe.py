@@ -42,6 +42,8 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     n = (lambda full, small: str(small if tiny else full))  # noqa: E731
     resume = ["--resume-from-checkpoint", "latest"]
     common = ["--num-workers", n(2, 0)]
+    sync_tiny = ["--min-shift", "1", "--candidates", "3", "--eval-clips", "2"] if tiny else []
+    final = r / ("stage2-sync" if a.sync_loss else "stage2")
     return [
         ("corpus", [PY, "-m", "s2v.corpus", "make", "--out", str(corpus), "--seen", n(a.seen, 3), "--unseen",
                     n(a.unseen, 2), "--sentences", n(12, 2), "--size", n(128, 64),
@@ -63,16 +65,29 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
                     "teacher-weighted", "--emo-input", "prosody", "--emo-speakers", "--max-steps", n(3000, 4),
                     "--batch-size", n(64, 4), *common, *resume],
          r / "stage1" / "metrics.json"),
+        ("syncnet", [*LAUNCH, "train/syncnet.py", "--data", str(prep), "--output-dir", str(r / "syncnet"),
+                     "--max-steps", n(1500, 4), "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2),
+                     *sync_tiny, *common, *resume], r / "syncnet" / "metrics.json"),
+        # a second sync expert (another seed and width) that no training step sees: the evaluation's sync judge,
+        # since stage2-sync trains through the first
+        ("sync-judge", [*LAUNCH, "train/syncnet.py", "--data", str(prep), "--output-dir", str(r / "sync-judge"),
+                        "--seed", "1", "--width", "0.375", "--embed-dim", "128", "--max-steps", n(1500, 4),
+                        "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2), *sync_tiny, *common, *resume],
+         r / "sync-judge" / "metrics.json"),
         ("stage2", [*LAUNCH, "train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers",
                     str(r / "teachers"), "--output-dir", str(r / "stage2"), "--nu-source", a.nu_source,
                     "--context", "2", "--lambda-lower", "10",
                     "--lambda-expr", "2", "--expr-region", "upper",
                     "--batch-size", n(16, 4), "--max-steps", n(3000, 4), "--checkpointing-steps", n(250, 2),
                     "--sample-steps", n(500, 2), *common, *resume], r / "stage2" / "stage2.json"),
-        ("syncnet", [*LAUNCH, "train/syncnet.py", "--data", str(prep), "--output-dir", str(r / "syncnet"),
-                     "--max-steps", n(1500, 4), "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2),
-                     *(["--min-shift", "1", "--candidates", "3", "--eval-clips", "2"] if tiny else []), *common,
-                     *resume], r / "syncnet" / "metrics.json"),
+        *([("stage2-sync", [*LAUNCH, "train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"),
+                            "--teachers", str(r / "teachers"), "--output-dir", str(r / "stage2-sync"),
+                            "--nu-source", a.nu_source, "--context", "2", "--lambda-lower", "10", "--lambda-expr",
+                            "2", "--expr-region", "upper", "--batch-size", n(16, 4), "--init-generator",
+                            str(r / "stage2"), "--no-d-sync", "--lambda-sync-expert", str(a.sync_loss),
+                            "--sync-expert", str(r / "syncnet"), "--sync-batch", n(8, 2), "--max-steps",
+                            n(a.sync_steps, 2), "--checkpointing-steps", n(100, 2), "--sample-steps", n(250, 2),
+                            *common, *resume], r / "stage2-sync" / "stage2.json")] if a.sync_loss else []),
         # a second emotion network, on a face pool drawn with another seed, that no training step sees: the
         # evaluation's check on emotion, since stage 2 trains against T_emo's features (--lambda-expr)
         ("judge-faces", [PY, "-m", "s2v.corpus", "faces", "--out", str(judge_faces), "--identities", n(200, 12),
@@ -84,11 +99,11 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
         # sex and age-group classifiers on the judge's identity embedding: the evaluation's attribute judges
         ("attributes", [PY, "-m", "s2v.attributes", "--faces", str(judge_faces), "--judge", str(r / "judge")],
          r / "judge" / "attributes" / "attributes.json"),
-        ("assemble", [PY, "-m", "s2v.bundle", "--stage2", str(r / "stage2"), "--teachers", str(r / "teachers"),
+        ("assemble", [PY, "-m", "s2v.bundle", "--stage2", str(final), "--teachers", str(r / "teachers"),
                       "--syncnet", str(r / "syncnet"), "--out", str(a.bundle)], Path(a.bundle) / "model_index.json"),
         ("evaluate", [PY, "-m", "s2v.evaluate", "--data", str(prep), "--model", str(a.bundle), "--out",
                       str(r / "eval"), "--baselines", "--limit", n(100, 2), "--emotion-judge", str(r / "judge"),
-                      "--identity-judge", str(r / "judge")],
+                      "--identity-judge", str(r / "judge"), "--sync-judge", str(r / "sync-judge")],
          r / "eval" / "results.json"),
         ("assets", [PY, "-m", "s2v.corpus", "assets", "--data", str(prep), "--corpus", str(corpus), "--out",
                     str(a.assets)], Path(a.assets) / "voices" / "unseen"),
@@ -111,6 +126,10 @@ def main(argv=None) -> int:
                    help="what a voice shares with a face (python -m s2v.corpus make --traits)")
     p.add_argument("--nu-source", default="student", choices=("student", "teacher", "mix"),
                    help="ν stage 2 trains the generator on (train/stage2.py --nu-source)")
+    p.add_argument("--sync-loss", type=float, default=0.0,
+                   help="weight of the expert sync loss in a fine-tuning of stage 2 (step stage2-sync: from stage 2's "
+                        "generator, D_sync left out; 0: no such step)")
+    p.add_argument("--sync-steps", type=int, default=1000, help="steps of stage2-sync")
     p.add_argument("--from", dest="start", default=None, help="rerun from this step on")
     p.add_argument("--only", default=None, help="run just this step")
     p.add_argument("--until", default=None, help="stop after this step")

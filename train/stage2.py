@@ -72,6 +72,9 @@ def parse_args(argv=None):
     p.add_argument("--sync-expert", default=None, help="a sync expert folder (train/syncnet.py) for that loss")
     p.add_argument("--sync-batch", type=int, default=8, help="5-frame windows per step for the expert sync loss")
     p.add_argument("--sync-candidates", type=int, default=8, help="audio windows per sync window, one in sync")
+    p.add_argument("--init-generator", default=None,
+                   help="start G from a trained generator folder (same settings) instead of from scratch, e.g. to "
+                        "fine-tune a model with the expert sync loss; the discriminators start fresh")
     p.add_argument("--offsync-min", type=int, default=3, help="|τ - τ'| in frames for off-sync pairs")
     p.add_argument("--sample-steps", type=int, default=250)
     p.add_argument("--base", type=int, default=256, help="generator channels at 4x4")
@@ -114,8 +117,18 @@ def main(args) -> dict:
                            mu_dim=feats.mu.shape[1], id_channels=id_channels, base=args.base,
                            identity_branch=not args.no_identity_branch, nu_norm=args.nu_source != "student")
     G = Generator(gcfg)
+    if args.init_generator:
+        init = Generator.from_pretrained(Path(args.init_generator) / "generator"
+                                         if (Path(args.init_generator) / "generator").is_dir() else args.init_generator)
+        if init.config != gcfg:
+            raise SystemExit(f"error: --init-generator {args.init_generator} was trained with {init.config}, "
+                             f"these settings make {gcfg}")
+        G.load_state_dict(init.state_dict())
     D = Discriminators(DiscriminatorsConfig(size=data.size, c_dim=gcfg.c_dim, window=gcfg.window,
                                             id_channels=id_channels, width=args.d_width))
+    # channels_last: oneDNN's and cuDNN's fast layout for these convolutions (CPU: +6 % training, +48 % inference,
+    # benchmarks/stage2_speed.py); the weights and what they compute are the same
+    G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     opts = {"g": torch.optim.RMSprop(G.parameters(), lr=args.learning_rate),
             **{k: torch.optim.RMSprop(getattr(D, k).parameters(), lr=a.lr) for k, a in ADVERSARIES.items()}}
     loader = torch.utils.data.DataLoader(
