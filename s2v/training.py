@@ -18,7 +18,8 @@ from pathlib import Path
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # what a Hub push leaves out: training state, caches (stage 2's stage-1 features), samples and logs; the model
 # folders, their configs and cards, and the run's json records go up
-PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.tmp", "logs/**", "features/**", "samples/**", "*.log"]
+PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.tmp", "logs/**", "features/**", "samples/**", "*.log",
+               "log.jsonl"]
 
 
 def add_common_args(p: argparse.ArgumentParser, *, max_steps: int = 1000, batch_size: int = 32,
@@ -149,8 +150,12 @@ class Run:
         return self.step
 
     def log(self, values: dict, step: int) -> None:
+        """Every --logging-steps: to the trackers (--report-to) and, always, a line of OUT/log.jsonl."""
         if self.args.report_to:
             self.accelerator.log(values, step=step)
+        if self.is_main:
+            with open(self.out / "log.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, **{k: round(float(v), 6) for k, v in values.items()}}) + "\n")
 
     def checkpoint(self, step: int, extra: dict | None = None) -> Path:
         """Save training state to checkpoint-{step}: written under a temporary name and renamed,
@@ -203,6 +208,30 @@ class Run:
             self.hub.wait()
         if self.args.report_to:
             self.accelerator.end_training()
+        if os.environ.get("S2V_RANK_DIGESTS"):
+            self.write_digest(step)
+
+    def write_digest(self, step: int) -> None:
+        """OUT/rank-digests/rank{N}.json: a hash of every prepared model's parameters, and one of its buffers, as
+        this process holds them (S2V_RANK_DIGESTS=1; how the multi-process test checks that the ranks stayed
+        identical). Buffers (BatchNorm's running statistics) are each rank's own after its last forward: DDP
+        broadcasts rank 0's at the start of each forward, and rank 0's are the ones saved."""
+        import hashlib
+
+        def digest(named) -> str:
+            h = hashlib.sha256()
+            for k, v in sorted(named):
+                h.update(k.encode())
+                h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+            return h.hexdigest()[:16]
+
+        acc = self.accelerator
+        models = [acc.unwrap_model(m) for m in acc._models]  # the models passed to accelerator.prepare, in order
+        d = self.out / "rank-digests"
+        d.mkdir(exist_ok=True)
+        (d / f"rank{acc.process_index}.json").write_text(json.dumps(
+            {"step": step, "models": [digest(m.named_parameters()) for m in models],
+             "buffers": [digest(m.named_buffers()) for m in models]}))
 
 
 def infinite(loader):

@@ -228,10 +228,13 @@ def test_stage2_with_the_expert_sync_loss_and_without_d_sync(tiny_prep, tiny_sta
     before = SyncNet.from_pretrained(tmp_path / "expert").state_dict()
     out = tmp_path / "s2"
     r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", "2", "--context", "1", "--no-d-sync",
+                            "--logging-steps", "1",
                             "--lambda-sync-expert", "1", "--sync-expert", str(tmp_path / "expert"), "--sync-batch", "2",
                             "--sync-candidates", "3"), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     final = json.loads((out / "stage2.json").read_text())["metrics"]["final"]
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in logged] == [1, 2] and all(x["g/sync_expert"] > 0 for x in logged)
     assert final["sync_expert"] > 0 and "adv_sync" not in final and "sync" not in final and "adv_fr" in final
     after = SyncNet.from_pretrained(tmp_path / "expert").state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -333,3 +336,54 @@ def test_caches_are_stamped_and_rebuilt_when_their_makers_change(tiny_prep, tiny
     (other / "identity" / "model.safetensors").write_bytes((other / "identity" / "model.safetensors").read_bytes()
                                                            + b" ")
     assert "made by teachers" in stale_targets(tiny_prep, other)
+
+
+def test_stage2_in_two_processes_stays_in_step_and_resumes(tiny_prep, tiny_stage1, tmp_path):
+    """Two processes on the CPU (`accelerate launch --multi_gpu --num_processes 2` with no GPU visible: gloo):
+    after training the two ranks hold the same parameters (G and D), one process writes checkpoints and pushes (an offline Hub is warned about once, not twice),
+    each rank's RNG state is saved, and a 2-process run killed with SIGKILL resumes at its saved step."""
+    from s2v.training import latest_checkpoint
+
+    def cmd(out, *extra):
+        c = _cmd(tiny_prep, tiny_stage1, out, "--sample-steps", "1000", "--push-to-hub", "--hub-model-id",
+                 "nobody/s2v-two-ranks", *extra)
+        i = c.index("--cpu")  # accelerate's --cpu runs one process whatever --num_processes says: torchrun it
+        return c[:i] + ["--multi_gpu", "--num_processes", "2", "--num_cpu_threads_per_process", "1"] + c[i + 3:]
+
+    # no GPU visible: each process falls back to the CPU and torch.distributed's gloo backend
+    env = {**os.environ, "S2V_RANK_DIGESTS": "1", "HF_HUB_OFFLINE": "1", "HF_TOKEN": "", "CUDA_VISIBLE_DEVICES": "",
+           "ACCELERATE_USE_CPU": "true"}
+    out = tmp_path / "two"
+    r = subprocess.run(cmd(out, "--max-steps", "4", "--checkpointing-steps", "2"), cwd=ROOT, capture_output=True,
+                       text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = [json.loads((out / "rank-digests" / f"rank{k}.json").read_text()) for k in (0, 1)]
+    assert ranks[0]["step"] == ranks[1]["step"] == 4 and len(ranks[0]["models"]) == 2  # G, D
+    assert ranks[0]["models"] == ranks[1]["models"]
+    assert r.stderr.count("Hub push to nobody/s2v-two-ranks failed") == 1
+    last = latest_checkpoint(out)
+    assert last.name == "checkpoint-4" and {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in last.iterdir()}
+    assert (out / "generator" / "model.safetensors").exists() and not list(out.glob(".tmp-checkpoint-*"))
+    # killed mid-run, both processes at once, then resumed with two processes
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(out, "--max-steps", "400", "--checkpointing-steps", "2"), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and latest_checkpoint(out) is None:
+        time.sleep(0.5)
+    time.sleep(1.0)
+    import psutil
+
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]  # torchrun's workers too
+    for p in tree:
+        p.kill()
+    psutil.wait_procs(tree, timeout=60)
+    saved = json.loads((latest_checkpoint(out) / "s2v_step.json").read_text())["step"]
+    assert saved < 400
+    r = subprocess.run(cmd(out, "--max-steps", str(saved + 2), "--checkpointing-steps", "2",
+                           "--resume-from-checkpoint", "latest"), cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"at step {saved}" in r.stdout + r.stderr
+    ranks = [json.loads((out / "rank-digests" / f"rank{k}.json").read_text()) for k in (0, 1)]
+    assert ranks[0]["step"] == ranks[1]["step"] == saved + 2 and ranks[0]["models"] == ranks[1]["models"]

@@ -25,6 +25,6 @@ def test_hub_push_leaves_out_training_state_caches_and_samples():
 
     files = ["generator/model.safetensors", "generator/config.json", "README.md", "stage2.json",
              "checkpoint-500/model.safetensors", "features/c.npy", "features/features.json",
-             "samples/step-000500.png", "logs/events.out.tfevents.1", "train.log"]
+             "samples/step-000500.png", "logs/events.out.tfevents.1", "train.log", "log.jsonl"]
     kept = set(filter_repo_objects(files, ignore_patterns=PUSH_IGNORE))
     assert kept == {"generator/model.safetensors", "generator/config.json", "README.md", "stage2.json"}

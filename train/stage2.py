@@ -70,6 +70,10 @@ def parse_args(argv=None):
                    help="beyond the paper: weight of the expert sync loss (Wav2Lip's), the frozen --sync-expert's "
                         "cross-entropy of the in-sync audio window for windows of 5 generated frames (0: off)")
     p.add_argument("--sync-expert", default=None, help="a sync expert folder (train/syncnet.py) for that loss")
+    p.add_argument("--sync-pull", type=float, default=0.0,
+                   help="with the expert sync loss: plus this many times the in-sync distance itself (s2v.losses."
+                        "l_sync_expert), so the lips stay where the expert puts real speech (LSE-D) as well as "
+                        "nearest the right window (LSE-C)")
     p.add_argument("--sync-batch", type=int, default=8, help="5-frame windows per step for the expert sync loss")
     p.add_argument("--sync-candidates", type=int, default=8, help="audio windows per sync window, one in sync")
     p.add_argument("--init-generator", default=None,
@@ -182,7 +186,7 @@ def main(args) -> dict:
             if t_emo is not None:
                 g["expr"] = args.lambda_expr * l_expr(t_emo, fake, real, args.expr_region)
             if windows is not None:
-                g["sync_expert"] = args.lambda_sync_expert * l_sync_expert(expert, lips, w["mfcc"])
+                g["sync_expert"] = args.lambda_sync_expert * l_sync_expert(expert, lips, w["mfcc"], args.sync_pull)
             g_total = sum(g.values())
         opts["g"].zero_grad(set_to_none=True)
         D.requires_grad_(False)
