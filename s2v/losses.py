@@ -87,16 +87,9 @@ def l_expr(teacher, fake: torch.Tensor, real: torch.Tensor, region: str = "full"
     return (1 - F.cosine_similarity(teacher.embed((fake + 1) / 2), target, dim=1)).mean()
 
 
-def l_sync_expert(expert, fake: torch.Tensor, audio: torch.Tensor, pull: float = 0.0) -> torch.Tensor:
-    """Beyond the paper (Wav2Lip's expert sync loss, in the expert's own terms): `fake` (B, 5, 3, H, W) in
-    [-1, 1] are windows of consecutive generated frames, `audio` (B, K, 1, 13, 20) MFCC windows of which
-    index 0 starts with the video window and the others are shifted. The frozen sync expert
-    (s2v.syncnet.SyncNet) embeds both; the loss is its training objective, cross-entropy of the in-sync
-    window over the negative distances, so the generator is pushed to lips the expert finds in sync and
-    not at another offset. The cross-entropy only asks the in-sync distance to be the smallest, which
-    lips far from every audio window also satisfy (LSE-D, the distance itself, rose by a quarter);
-    `pull` adds that many times the mean in-sync distance, drawing the lips to where the expert puts
-    speech."""
+def sync_distances(expert, fake: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    """(B, K) distances, by the frozen sync expert (s2v.syncnet.SyncNet), between each window of 5 generated
+    frames `fake` (B, 5, 3, H, W) in [-1, 1] and its K MFCC windows `audio` (B, K, 1, 13, 20)."""
     from .syncnet import lip_tensor
 
     b, t = fake.shape[:2]
@@ -106,6 +99,18 @@ def l_sync_expert(expert, fake: torch.Tensor, audio: torch.Tensor, pull: float =
     v = expert.embed_video(x)
     with torch.no_grad():
         a = expert.embed_audio(audio.flatten(0, 1)).view(b, k, -1)
-    dist = (v[:, None].float() - a.float()).pow(2).sum(-1).add(1e-6).sqrt()
-    loss = F.cross_entropy(-dist, torch.zeros(b, dtype=torch.long, device=dist.device))
+    return (v[:, None].float() - a.float()).pow(2).sum(-1).add(1e-6).sqrt()
+
+
+def l_sync_expert(expert, fake: torch.Tensor, audio: torch.Tensor, pull: float = 0.0) -> torch.Tensor:
+    """Beyond the paper (Wav2Lip's expert sync loss, in the expert's own terms): `fake` (B, 5, 3, H, W) in
+    [-1, 1] are windows of consecutive generated frames, `audio` (B, K, 1, 13, 20) MFCC windows of which
+    index 0 starts with the video window and the others are shifted. The frozen sync expert embeds both;
+    the loss is its training objective, cross-entropy of the in-sync window over the negative distances
+    (`sync_distances`), so the generator is pushed to lips the expert finds in sync and not at another
+    offset. The cross-entropy only asks the in-sync distance to be the smallest, which lips far from every
+    audio window also satisfy (LSE-D, the distance itself, rose by a quarter); `pull` adds that many times
+    the mean in-sync distance, drawing the lips to where the expert puts speech."""
+    dist = sync_distances(expert, fake, audio)
+    loss = F.cross_entropy(-dist, torch.zeros(len(dist), dtype=torch.long, device=dist.device))
     return loss + pull * dist[:, 0].mean() if pull else loss

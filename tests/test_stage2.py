@@ -207,6 +207,12 @@ def test_expert_sync_loss_prefers_lips_that_follow_the_audio():
 
     in_sync, shifted = l_sync_expert(expert, lips(loud[:, 0]), audio), l_sync_expert(expert, lips(loud[:, 1]), audio)
     assert in_sync < shifted
+    from s2v.losses import sync_distances
+
+    d = sync_distances(expert, lips(loud[:, 0]), audio)
+    assert d.shape == (4, 8) and bool((d.argmin(1) == 0).all())  # the in-sync window is the nearest
+    pulled = l_sync_expert(expert, lips(loud[:, 0]), audio, pull=0.5)
+    assert torch.isclose(pulled, in_sync + 0.5 * d[:, 0].mean())
     x = torch.zeros(4, 5, 3, 32, 32, requires_grad=True)
     opt = torch.optim.SGD([x], lr=50.0)
     first = l_sync_expert(expert, x, audio)
@@ -230,11 +236,11 @@ def test_stage2_with_the_expert_sync_loss_and_without_d_sync(tiny_prep, tiny_sta
     r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", "2", "--context", "1", "--no-d-sync",
                             "--logging-steps", "1",
                             "--lambda-sync-expert", "1", "--sync-expert", str(tmp_path / "expert"), "--sync-batch", "2",
-                            "--sync-candidates", "3"), cwd=ROOT, capture_output=True, text=True, timeout=600)
+                            "--sync-candidates", "3", "--sync-pull", "0.1"), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     final = json.loads((out / "stage2.json").read_text())["metrics"]["final"]
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in logged] == [1, 2] and all(x["g/sync_expert"] > 0 for x in logged)
+    assert [x["step"] for x in logged] == [1, 2] and all(x["g/sync_expert"] > 0 and x["g/sync_pull"] > 0 for x in logged)
     assert final["sync_expert"] > 0 and "adv_sync" not in final and "sync" not in final and "adv_fr" in final
     after = SyncNet.from_pretrained(tmp_path / "expert").state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
