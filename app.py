@@ -33,6 +33,12 @@ def pipeline() -> Speech2Video:
             warnings.simplefilter("ignore")
             _pipe = Speech2Video.from_pretrained(None)  # $S2V_MODEL (folder or Hub id), else the bundled model
         print(_pipe.source)
+        if _pipe.vad:  # load and warm the voice activity detector (its first call takes seconds)
+            import numpy as np
+
+            from s2v.vad import speech_seconds
+
+            speech_seconds(np.zeros(16000, np.float32))
     return _pipe
 
 

@@ -5,7 +5,7 @@
 Starts `python app.py` on a free loopback port (the bundled model unless --model), measures a single
 client's latency first (--single requests one after another), then runs --requests requests from
 --clients threads (each one user's gradio_client session, as a browser tab keeps one), each a random pick of: example voices from assets/ (good: must return a clip) and
-bad files (empty, not audio, silence, 0.1 s of speech: must get the app's message, not a crash). Stops
+bad files (empty, not audio, silence, 0.1 s of speech, noise: must get the app's message, not a crash). Stops
 early when --budget seconds run out. Prints, as JSON: single-client p50/p95, loaded p50/p95 and their
 ratio, good requests that failed, bad requests that got no clear message, and the CPU seconds per request
 of the server (with its ffmpeg children) and of the clients, and the server's resident memory (from /proc)
@@ -83,8 +83,9 @@ def inputs(folder: Path) -> tuple[list[str], dict[str, str]]:
     from s2v.audio import load_audio
 
     write_wav(folder / "short.wav", load_audio(good[0])[:1600])
+    write_wav(folder / "noise.wav", (np.random.default_rng(0).standard_normal(48000) * 0.1).astype(np.float32))
     bad = {str(folder / "empty.wav"): "empty", str(folder / "text.wav"): "corrupt", str(folder / "silence.wav"): "silent",
-           str(folder / "short.wav"): "at least"}
+           str(folder / "short.wav"): "at least", str(folder / "noise.wav"): "no speech"}
     return good, bad
 
 

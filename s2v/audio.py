@@ -97,6 +97,10 @@ class SilentAudioError(AudioError):
     """Every sample is (nearly) zero."""
 
 
+class NoSpeechError(AudioError):
+    """Sound, but no voice in it (noise, music, room tone): s2v.vad finds no speech."""
+
+
 class AudioCappedWarning(UserWarning):
     """Input longer than `max_seconds` was cut to that length."""
 

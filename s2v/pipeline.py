@@ -91,6 +91,7 @@ class Speech2Video:
         self.fps = fps
         self.recall = recall if gallery is not None else None
         self.source = ""  # where from_pretrained found the model
+        self.vad = True  # refuse input without speech (s2v.vad); False feeds any sound to the model
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None, device: str | None = None, fps: int = 30,
@@ -133,6 +134,13 @@ class Speech2Video:
             warnings.simplefilter("always", AudioCappedWarning)
             wav = load_audio(audio, max_seconds=max_seconds)
         notices += [str(w.message) for w in caught if issubclass(w.category, AudioCappedWarning)]
+        if self.vad:
+            from .audio import NoSpeechError
+            from .vad import MIN_SPEECH, speech_seconds
+
+            if speech_seconds(wav) < MIN_SPEECH:
+                raise NoSpeechError("no speech found: the audio holds sound but no voice (noise or music?). "
+                                    "Record or upload someone speaking.")
         x = torch.from_numpy(wav)[None].to(self.device)
         c, _ = self.cpc(x)
         nu, mu = self.students.infer(c, x)

@@ -44,7 +44,12 @@ def test_bad_inputs_get_clear_errors_and_the_app_keeps_serving(app_server, speec
         with pytest.raises(AppError, match=words):
             c.predict(handle_file(str(path)), api_name="/generate")
     long = tmp_path / "long.wav"
-    sf.write(long, (np.random.default_rng(1).standard_normal(16000 * 8) * 0.1).astype(np.float32), 16000)
+    speech, rate = sf.read(str(speech_wav), dtype="float32")
+    sf.write(long, np.tile(speech, int(np.ceil(8 * rate / len(speech)))), rate)
+    noise = tmp_path / "noise.wav"
+    sf.write(noise, (np.random.default_rng(1).standard_normal(16000 * 3) * 0.1).astype(np.float32), 16000)
+    with pytest.raises(AppError, match="no speech found"):
+        c.predict(handle_file(str(noise)), api_name="/generate")
     _, _, video = c.predict(handle_file(str(long)), api_name="/generate")  # capped at 3 s, still served
     assert Path(video["video"] if isinstance(video, dict) else video).exists()
     _, _, video = c.predict(handle_file(str(speech_wav)), api_name="/generate")

@@ -51,7 +51,9 @@ def test_pipeline_on_real_speech(model_dir, speech_wav, tmp_path):
         pipe(speech_wav, actor="9999")
 
 
-def test_pipeline_bad_input(model_dir, tmp_path):
+def test_pipeline_bad_input(model_dir, speech_wav, tmp_path):
+    from s2v.audio import NoSpeechError, load_audio
+
     pipe = Speech2Video.from_pretrained(model_dir, device="cpu")
     empty = tmp_path / "e.wav"
     empty.write_bytes(b"")
@@ -59,8 +61,32 @@ def test_pipeline_bad_input(model_dir, tmp_path):
         pipe(empty)
     with pytest.raises(AudioError):
         pipe((16000, np.zeros(16000, np.float32)))  # silent
-    r = pipe((16000, (np.random.default_rng(0).standard_normal(16000 * 3) * 0.1).astype(np.float32)), max_seconds=1.0)
+    speech = np.tile(load_audio(speech_wav), 3)
+    r = pipe((16000, speech), max_seconds=1.0)
     assert len(r.frames) == 30 and r.notices and "cut" in r.notices[0]
+    # sound without a voice: white noise, and a chord pulsing twice a second, get "no speech found"
+    t = np.arange(16000 * 3) / 16000
+    noise = (np.random.default_rng(0).standard_normal(t.size) * 0.1).astype(np.float32)
+    chord = (sum(0.1 * np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0)) * (0.5 + 0.5 * np.sin(4 * np.pi * t)))
+    for sound in (noise, chord.astype(np.float32)):
+        with pytest.raises(NoSpeechError, match="no speech found"):
+            pipe((16000, sound))
+    pipe.vad = False  # the check can be turned off: then any sound gets a face
+    assert len(pipe((16000, noise), max_seconds=1.0).frames) == 30
+
+
+def test_vad_finds_the_speech_in_a_clip(speech_wav):
+    """Speech from the corpus, padded with 1 s of silence on each side, holds about as much speech as the
+    clip's voiced part; the same length of noise at the same level holds none."""
+    from s2v.audio import load_audio
+    from s2v.vad import speech_seconds
+
+    speech = load_audio(speech_wav)
+    padded = np.concatenate([np.zeros(16000, np.float32), speech, np.zeros(16000, np.float32)])
+    found = speech_seconds(padded)
+    assert 0.5 * len(speech) / 16000 <= found <= len(speech) / 16000 + 0.2
+    noise = (np.random.default_rng(1).standard_normal(padded.size) * speech.std()).astype(np.float32)
+    assert speech_seconds(noise) < 0.3
 
 
 def test_cli_generate(model_dir, speech_wav, tmp_path):

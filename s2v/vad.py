@@ -1,0 +1,43 @@
+"""Does a clip hold speech at all? Voice activity detection by Silero VAD, whose model ships inside the
+`silero-vad` wheel (nothing is downloaded). The pipeline refuses input with less than `MIN_SPEECH`
+seconds of speech (noise, music, room tone) with a message, instead of drawing a talking face for it.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE
+
+MIN_SPEECH = 0.3  # seconds of speech below which a clip counts as holding none
+
+_model = None
+_lock = threading.Lock()  # the VAD network is stateful (an RNN over 32 ms windows): one clip at a time
+
+
+def _load():
+    global _model
+    if _model is None:
+        n = torch.get_num_threads()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
+            from silero_vad import load_silero_vad  # importing it sets torch to one thread
+
+            _model = load_silero_vad()
+        torch.set_num_threads(n)
+    return _model
+
+
+def speech_seconds(audio: np.ndarray, rate: int = SAMPLE_RATE) -> float:
+    """Seconds of speech Silero VAD finds in mono float audio at 16 kHz."""
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"speech_seconds takes {SAMPLE_RATE} Hz audio, got {rate}")
+    from silero_vad import get_speech_timestamps
+
+    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    with _lock, torch.inference_mode():
+        spans = get_speech_timestamps(x, _load(), sampling_rate=rate)
+    return sum(s["end"] - s["start"] for s in spans) / rate
