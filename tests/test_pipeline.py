@@ -87,6 +87,11 @@ def test_vad_finds_the_speech_in_a_clip(speech_wav):
     assert 0.5 * len(speech) / 16000 <= found <= len(speech) / 16000 + 0.2
     noise = (np.random.default_rng(1).standard_normal(padded.size) * speech.std()).astype(np.float32)
     assert speech_seconds(noise) < 0.3
+    # importing silero_vad sets torch to one thread; the VAD puts the count back (the generator needs both cores)
+    code = ("import numpy as np, torch; torch.set_num_threads(2); from s2v.vad import speech_seconds; "
+            "speech_seconds(np.zeros(16000, np.float32)); print(torch.get_num_threads())")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "2", r.stderr[-2000:]
 
 
 def test_cli_generate(model_dir, speech_wav, tmp_path):
