@@ -85,7 +85,7 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
                             "--nu-source", a.nu_source, "--context", "2", "--lambda-lower", "10", "--lambda-expr",
                             "2", "--expr-region", "upper", "--batch-size", n(16, 4), "--init-generator",
                             str(r / "stage2"), "--no-d-sync", "--lambda-sync-expert", str(a.sync_loss),
-                            "--sync-expert", str(r / "syncnet"), "--sync-batch", n(8, 2), "--max-steps",
+                            "--sync-expert", str(r / "syncnet"), "--sync-pull", str(a.sync_pull), "--sync-batch", n(8, 2), "--max-steps",
                             n(a.sync_steps, 2), "--checkpointing-steps", n(100, 2), "--sample-steps", n(250, 2),
                             *common, *resume], r / "stage2-sync" / "stage2.json")] if a.sync_loss else []),
         # a second emotion network, on a face pool drawn with another seed, that no training step sees: the
@@ -130,6 +130,8 @@ def main(argv=None) -> int:
                    help="weight of the expert sync loss in a fine-tuning of stage 2 (step stage2-sync: from stage 2's "
                         "generator, D_sync left out; 0: no such step)")
     p.add_argument("--sync-steps", type=int, default=1000, help="steps of stage2-sync")
+    p.add_argument("--sync-pull", type=float, default=0.0,
+                   help="stage2-sync's --sync-pull (0.05 with --sync-loss 0.5 met the sync targets, README)")
     p.add_argument("--from", dest="start", default=None, help="rerun from this step on")
     p.add_argument("--only", default=None, help="run just this step")
     p.add_argument("--until", default=None, help="stop after this step")
