@@ -111,6 +111,13 @@ def l_sync_expert(expert, fake: torch.Tensor, audio: torch.Tensor, pull: float =
     offset. The cross-entropy only asks the in-sync distance to be the smallest, which lips far from every
     audio window also satisfy (LSE-D, the distance itself, rose by a quarter); `pull` adds that many times
     the mean in-sync distance, drawing the lips to where the expert puts speech."""
+    ce, in_sync = sync_expert_terms(expert, fake, audio)
+    return ce + pull * in_sync if pull else ce
+
+
+def sync_expert_terms(expert, fake: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two parts of `l_sync_expert`, apart (train/stage2.py logs them so): the cross-entropy of the in-sync
+    window over the negative distances, and the mean in-sync distance."""
     dist = sync_distances(expert, fake, audio)
-    loss = F.cross_entropy(-dist, torch.zeros(len(dist), dtype=torch.long, device=dist.device))
-    return loss + pull * dist[:, 0].mean() if pull else loss
+    ce = F.cross_entropy(-dist, torch.zeros(len(dist), dtype=torch.long, device=dist.device))
+    return ce, dist[:, 0].mean()

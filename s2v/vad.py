@@ -35,10 +35,11 @@ def speech_seconds(audio: np.ndarray, rate: int = SAMPLE_RATE) -> float:
     """Seconds of speech Silero VAD finds in mono float audio at 16 kHz."""
     if rate != SAMPLE_RATE:
         raise ValueError(f"speech_seconds takes {SAMPLE_RATE} Hz audio, got {rate}")
-    model = _load()  # first: importing silero_vad changes torch's thread count, which _load puts back
-    from silero_vad import get_speech_timestamps
-
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    with _lock, torch.inference_mode():
-        spans = get_speech_timestamps(x, model, sampling_rate=rate)
+    with _lock:  # the lock also keeps two first calls from loading the model twice
+        model = _load()  # first: importing silero_vad changes torch's thread count, which _load puts back
+        from silero_vad import get_speech_timestamps
+
+        with torch.inference_mode():
+            spans = get_speech_timestamps(x, model, sampling_rate=rate)
     return sum(s["end"] - s["start"] for s in spans) / rate

@@ -44,6 +44,10 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     common = ["--num-workers", n(2, 0)]
     sync_tiny = ["--min-shift", "1", "--candidates", "3", "--eval-clips", "2"] if tiny else []
     final = r / ("stage2-sync" if a.sync_loss else "stage2")
+    # stage 2's settings, shared by stage2-sync (its --init-generator must match them)
+    stage2 = ["train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers", str(r / "teachers"),
+              "--nu-source", a.nu_source, "--context", "2", "--lambda-lower", "10", "--lambda-expr", "2",
+              "--expr-region", "upper", "--batch-size", n(16, 4)]
     return [
         ("corpus", [PY, "-m", "s2v.corpus", "make", "--out", str(corpus), "--seen", n(a.seen, 3), "--unseen",
                     n(a.unseen, 2), "--sentences", n(12, 2), "--size", n(128, 64),
@@ -74,20 +78,15 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
                         "--seed", "1", "--width", "0.375", "--embed-dim", "128", "--max-steps", n(1500, 4),
                         "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2), *sync_tiny, *common, *resume],
          r / "sync-judge" / "metrics.json"),
-        ("stage2", [*LAUNCH, "train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers",
-                    str(r / "teachers"), "--output-dir", str(r / "stage2"), "--nu-source", a.nu_source,
-                    "--context", "2", "--lambda-lower", "10",
-                    "--lambda-expr", "2", "--expr-region", "upper",
-                    "--batch-size", n(16, 4), "--max-steps", n(3000, 4), "--checkpointing-steps", n(250, 2),
-                    "--sample-steps", n(500, 2), *common, *resume], r / "stage2" / "stage2.json"),
-        *([("stage2-sync", [*LAUNCH, "train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"),
-                            "--teachers", str(r / "teachers"), "--output-dir", str(r / "stage2-sync"),
-                            "--nu-source", a.nu_source, "--context", "2", "--lambda-lower", "10", "--lambda-expr",
-                            "2", "--expr-region", "upper", "--batch-size", n(16, 4), "--init-generator",
+        ("stage2", [*LAUNCH, *stage2, "--output-dir", str(r / "stage2"), "--max-steps", n(3000, 4),
+                    "--checkpointing-steps", n(250, 2), "--sample-steps", n(500, 2), *common, *resume],
+         r / "stage2" / "stage2.json"),
+        *([("stage2-sync", [*LAUNCH, *stage2, "--output-dir", str(r / "stage2-sync"), "--init-generator",
                             str(r / "stage2"), "--no-d-sync", "--lambda-sync-expert", str(a.sync_loss),
-                            "--sync-expert", str(r / "syncnet"), "--sync-pull", str(a.sync_pull), "--sync-batch", n(8, 2), "--max-steps",
-                            n(a.sync_steps, 2), "--checkpointing-steps", n(100, 2), "--sample-steps", n(250, 2),
-                            *common, *resume], r / "stage2-sync" / "stage2.json")] if a.sync_loss else []),
+                            "--sync-expert", str(r / "syncnet"), "--sync-pull", str(a.sync_pull), "--sync-batch",
+                            n(8, 2), "--max-steps", n(a.sync_steps, 2), "--checkpointing-steps", n(100, 2),
+                            "--sample-steps", n(250, 2), *common, *resume], r / "stage2-sync" / "stage2.json")]
+          if a.sync_loss else []),
         # a second emotion network, on a face pool drawn with another seed, that no training step sees: the
         # evaluation's check on emotion, since stage 2 trains against T_emo's features (--lambda-expr)
         ("judge-faces", [PY, "-m", "s2v.corpus", "faces", "--out", str(judge_faces), "--identities", n(200, 12),

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s2v.data import Frames, Prepared, SyncWindows  # noqa: E402
@@ -29,7 +28,7 @@ from s2v.discriminators import ADVERSARIES, Discriminators, DiscriminatorsConfig
 from s2v.features import STAGE1_PARTS, AudioFeatures  # noqa: E402
 from s2v.modeling import fingerprint  # noqa: E402
 from s2v.generator import Generator, GeneratorConfig, generate_clip, to_uint8  # noqa: E402
-from s2v.losses import l_expr, l_grad, l_lower, l_sim, sync_distances  # noqa: E402
+from s2v.losses import l_expr, l_grad, l_lower, l_sim, sync_expert_terms  # noqa: E402
 from s2v.syncnet import SyncNet  # noqa: E402
 from s2v.targets import ensure_targets  # noqa: E402
 from s2v.teachers import load_emotion_teacher  # noqa: E402
@@ -187,10 +186,10 @@ def main(args) -> dict:
             if t_emo is not None:
                 g["expr"] = args.lambda_expr * l_expr(t_emo, fake, real, args.expr_region)
             if windows is not None:
-                dist = sync_distances(expert, lips, w["mfcc"])  # (Bw, K), index 0 in sync
-                g["sync_expert"] = args.lambda_sync_expert * F.cross_entropy(-dist, dist.new_zeros(len(dist)).long())
+                ce, in_sync = sync_expert_terms(expert, lips, w["mfcc"])  # l_sync_expert's parts
+                g["sync_expert"] = args.lambda_sync_expert * ce
                 if args.sync_pull:  # logged apart, so the cross-entropy's own course can be read
-                    g["sync_pull"] = args.lambda_sync_expert * args.sync_pull * dist[:, 0].mean()
+                    g["sync_pull"] = args.lambda_sync_expert * args.sync_pull * in_sync
             g_total = sum(g.values())
         opts["g"].zero_grad(set_to_none=True)
         D.requires_grad_(False)
