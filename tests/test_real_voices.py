@@ -1,0 +1,144 @@
+"""Recording conditions (s2v.degrade) and the real-voice benchmark's fetching and figures."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s2v import degrade as D
+from s2v.audio import SAMPLE_RATE, load_audio, write_wav
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("real_voices", ROOT / "benchmarks" / "real_voices.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _voice(seconds=1.5, f0=150.0):
+    """A voiced, syllable-rate modulated harmonic signal with a gliding pitch and energy up to 6 kHz."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.2 * np.sin(2 * np.pi * 0.7 * t))) / SAMPLE_RATE
+    x = sum(np.sin(k * phase) / k for k in range(1, 40) if f0 * k < 5000)
+    return (0.3 * x / np.abs(x).max() * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+
+
+def test_noise_has_the_asked_snr_and_band_limit_removes_the_top():
+    w, rng = _voice(), np.random.default_rng(0)
+    for snr in (5.0, 20.0):
+        n = D.add_noise(w, snr, rng) - w
+        assert 10 * np.log10(np.mean(w ** 2) / np.mean(n ** 2)) == pytest.approx(snr, abs=0.01)
+    b = D.band_limit(w, 8000)
+    f = np.fft.rfftfreq(len(w), 1 / SAMPLE_RATE)
+
+    def top(x):
+        s = np.abs(np.fft.rfft(x)) ** 2
+        return s[f > 4100].sum() / s.sum()
+
+    assert b.shape == w.shape and top(w) > 3e-3 and top(b) < top(w) / 20
+
+
+def test_reverb_leaves_a_tail_and_codecs_keep_length_and_timing():
+    rng = np.random.default_rng(0)
+    click = np.zeros(SAMPLE_RATE, np.float32)
+    click[1000] = 0.5
+    wet = D.reverb(click, 0.5, rng)
+    tail = slice(1000 + int(0.05 * SAMPLE_RATE), 1000 + int(0.3 * SAMPLE_RATE))
+    assert np.abs(click[tail]).max() == 0 and np.sqrt(np.mean(wet[tail] ** 2)) > 1e-3
+    # decays: the late tail is quieter than the early one (RT60 0.5 s: -60 dB after 0.5 s)
+    early, late = wet[1100:1900], wet[1000 + 6000:1000 + 6800]
+    assert np.mean(late ** 2) < np.mean(early ** 2) * 0.05
+    w = _voice()
+    for name in D.CODECS:
+        y = D.codec(w, name)
+        assert y.shape == w.shape
+        lag = np.argmax([np.dot(w[2000:14000], y[2000 + k:14000 + k]) for k in range(-400, 401)]) - 400
+        assert abs(lag) <= 4, (name, lag)  # the codec's delay (tens of ms) is taken out
+    assert D.gain(w, 40).max() <= 1.0 and np.allclose(D.gain(w, -20), w * 0.1, atol=1e-6)
+    for f in D.CONDITIONS.values():
+        assert f(w, rng).shape == w.shape
+
+
+def test_fetch_joins_files_and_cuts_segments(tmp_path, monkeypatch):
+    pkg = tmp_path / "site" / "fakevoices"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    a, b = _voice(1.0, 120), _voice(2.0, 220)
+    write_wav(pkg / "a.wav", a)
+    write_wav(pkg / "b.wav", b)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    manifest = {"sources": {"fv": {"kind": "python", "package": "fakevoices"}},
+                "speech": [{"id": "ab", "source": "fv", "member": ["a.wav", "b.wav"]},
+                           {"id": "cut", "source": "fv", "member": "b.wav", "segments": [[0.5, 1.0], [1.5, 1.75]]}],
+                "no_speech": [{"id": "a", "source": "fv", "member": "a.wav"}]}
+    clips = _bench().fetch(manifest, tmp_path / "cache")
+    gap = int(0.15 * SAMPLE_RATE)
+    ab = load_audio(clips["ab"], min_seconds=0)
+    assert len(ab) == len(a) + gap + len(b)
+    assert np.allclose(ab[:len(a)], a, atol=1e-4) and np.allclose(ab[-len(b):], b, atol=1e-4)
+    cut = load_audio(clips["cut"], min_seconds=0)
+    assert len(cut) == 8000 + gap + 4000 and np.allclose(cut[:8000], b[8000:16000], atol=1e-4)
+    assert set(clips) == {"ab", "cut", "a"}
+
+
+def test_the_manifest_names_sources_licences_and_sexes():
+    m = json.loads((ROOT / "benchmarks" / "real_voices.json").read_text())
+    for item in m["speech"] + m["no_speech"]:
+        assert item["source"] in m["sources"]
+    for s in m["sources"].values():
+        assert s["licence"] and s["kind"] in ("python", "pip-sdist", "pip-wheel", "deb")
+    sexes = {i["speaker"]: i["sex"] for i in m["speech"]}
+    assert set(sexes.values()) == {"Female", "Male"} and len(sexes) >= 6
+
+
+def test_mouth_motion_and_speech_level():
+    bench = _bench()
+    still = np.full((10, 64, 64, 3), 128, np.uint8)
+    moving = still.copy()
+    moving[::2, 45:55, 25:40] = 20  # the mouth opens every other frame
+    brows = still.copy()
+    brows[::2, 10:20] = 20  # only the upper face moves
+    assert bench.mouth_motion(still) == 0 and bench.mouth_motion(brows) == 0 and bench.mouth_motion(moving) > 10
+    w = _voice(2.0)
+    quiet = np.concatenate([w, np.zeros(SAMPLE_RATE, np.float32)])  # pauses do not lower the level
+    assert bench.speech_level(quiet) == pytest.approx(bench.speech_level(w), abs=0.5)
+    assert bench.speech_level(w * 0.1) == pytest.approx(bench.speech_level(w) - 20, abs=0.1)
+
+
+def test_summary_counts_what_it_says():
+    bench = _bench()
+    sex_of = {"1": "Male", "2": "Female"}
+
+    def run(nearest, pred_sex, top="neutral", p=0.6, mouth=10.0, level=-20.0, actor=None, emo="neutral"):
+        return {"no_speech": False, "nearest": nearest, "voice_top1": actor or nearest, "pred_sex": pred_sex,
+                "emotion_top": top, "emotion_p": p, "mouth": mouth, "level": level, "lse_c": 3.0,
+                "real_video_lse_c": 4.0}
+
+    real = [{"id": "a", "speaker": "A", "sex": "Female", "neutral": True, **run("2", "Female")},
+            {"id": "b", "speaker": "B", "sex": "Female", "neutral": True, **run("1", "Male", top="fear", p=0.9)},
+            {"id": "c", "speaker": "C", "sex": "Male", "neutral": False, **run("1", "Male", mouth=5.0)},
+            {"id": "d", "speaker": "D", "sex": "Male", "neutral": True, "no_speech": True}]
+    corpus = [{"clip": "x", "actor": "1", "sex": "Male", "emotion_label": "neutral",
+               "runs": {"clean": run("1", "Male", level=-20, mouth=10.0), "-10 dB": run("1", "Male", level=-30, mouth=10.0),
+                        "+10 dB": run("1", "Male", top="anger", level=-10, mouth=10.0),
+                        "noise": run("2", "Female", actor="2")}}]
+    nosp = [{"id": "n", "what": "noise", "no_speech": True}]
+    s = bench.summarise(real, corpus, nosp, sex_of)["summary"]
+    r = s["real"]
+    assert r["clips_with_speech"] == 3 and r["face_sex_judge"]["mean"] == pytest.approx(2 / 3)
+    assert r["distinct_faces"] == 2 and r["most_common_face"] == "1"
+    assert r["most_common_face_speaker_share"] == pytest.approx(2 / 3)
+    assert r["neutral_ok"]["mean"] == pytest.approx(0.5) and r["neutral_clips"] == 2
+    assert r["mouth_ratio"]["mean"] == pytest.approx((1 + 1 + 0.5) / 3)
+    d = s["degraded"]
+    assert d["clean"]["identity_top1"]["mean"] == 1 and d["noise"]["identity_top1"]["mean"] == 0
+    assert d["noise"]["sex"]["mean"] == 0 and d["noise"]["real_video_lse_c_share"] == pytest.approx(1.0)
+    assert s["level"]["-10 dB"]["mean"] == 1 and s["level"]["+10 dB"]["mean"] == 0
+    assert s["no_speech"] == {"n": True}
