@@ -54,22 +54,41 @@ def _run(audio_path, emotion: str = EMOTION_CHOICES[0], weight: float = 0.0, pro
         raise gr.Error(str(exc)) from None
     for note in result.notices:
         gr.Warning(f"Only the first {MAX_SECONDS:g} s are used: {note}.")
+    if result.unfamiliar:
+        gr.Warning(f"Uncertain emotion: {result.unfamiliar}.")
     progress(0.8, desc="encoding video")
     out = Path(tempfile.mkdtemp(prefix="s2v-")) / "s2v.mp4"
     result.write_mp4(out)
+    # the bars show the μ the face was drawn with: the voice's own, or blended with the override
     emo = pd.DataFrame({"emotion": list(result.emotion), "probability": list(result.emotion.values())})
     top = result.identity[:5]
-    ids = pd.DataFrame({"actor": [a for a, _ in top], "similarity": [s for _, s in top]})
     g = pipeline().gallery
-    stills = [(g.stills[g.ids.index(a)], f"{a}: {g.actors[a]['sex']}, {g.actors[a]['age_group']} ({s:.2f})")
-              for a, s in top] if g is not None else []
+    ids = pd.DataFrame({"actor": [a for a, _ in top], "face": [_face_name(g, a) for a, _ in top],
+                        "similarity": [s for _, s in top]})
+    stills = [(g.stills[g.ids.index(a)], f"{_face_name(g, a)} ({s:.2f})") for a, s in top] if g is not None else []
     return emo, ids, str(out), stills
 
 
+def _face_name(gallery, actor: str) -> str:
+    """A seen face by what it looks like: "woman, 29 (1002)"."""
+    info = gallery.actors.get(actor, {}) if gallery is not None else {}
+    who = {"Male": "man", "Female": "woman"}.get(info.get("sex"), "person")
+    age = info.get("age") or info.get("age_group") or ""
+    return f"{who}, {age} ({actor})" if age else f"{who} ({actor})"
+
+
+def _override_weight(emotion: str, weight: float) -> float:
+    """Picking an emotion with the blend at 0 would change nothing: move the blend to 0.7; back to the voice's
+    own emotion, to 0."""
+    if emotion not in EMOTION_NAMES.values():
+        return 0.0
+    return weight if weight > 0 else 0.7
+
+
 def generate(audio_path):
-    """API: one audio file -> (emotion bars, identity bars, video)."""
+    """API: one audio file -> (emotion bars, identity bars (actor, similarity), video)."""
     emo, ids, video, _ = _run(audio_path)
-    return emo, ids, video
+    return emo, ids[["actor", "similarity"]], video
 
 
 def _real_still(path) -> str | None:
@@ -83,6 +102,11 @@ def _real_still(path) -> str | None:
 def compare(seen, unseen):
     a, b = (_run(x)[2] if x else None for x in (seen, unseen))
     return a, _real_still(seen), b, _real_still(unseen)
+
+
+def _voice_label(path: str) -> str:
+    """An example voice's file name as a choice: "1019 male middle neutral"."""
+    return Path(path).stem.replace("_", " ")
 
 
 def _examples(kind: str) -> list[str]:
@@ -109,24 +133,30 @@ def build() -> gr.Blocks:
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column():
-                    audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
+                    # upload first: it works on every machine; the microphone is one click away
+                    audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
                     with gr.Accordion("Emotion override", open=False):
                         emotion = gr.Dropdown(EMOTION_CHOICES, value=EMOTION_CHOICES[0], label="Emotion")
                         weight = gr.Slider(0, 1, value=0.0, step=0.05, label="Blend weight (0: the voice's own)")
                     button = gr.Button("Generate", variant="primary")
                     seen, unseen = _examples("seen"), _examples("unseen")
-                    if seen:
-                        gr.Examples(seen, inputs=audio, label="Seen voices (training speakers)")
-                    if unseen:
-                        gr.Examples(unseen, inputs=audio, label="Unseen voices (held-out speakers)")
                 with gr.Column():
                     video = gr.Video(label="Generated clip", autoplay=True)
                     emo_plot = gr.BarPlot(x="emotion", y="probability", title="Emotion in the voice", y_lim=[0, 1])
-                    id_plot = gr.BarPlot(x="actor", y="similarity", sort="-y", y_lim=[0, 1],
+                    id_plot = gr.BarPlot(x="face", y="similarity", sort="-y", y_lim=[0, 1],
                                          title="Seen faces the voice recalls" if recalls else
                                          "Seen faces nearest the voice")
                     stills = gr.Gallery(label="Those faces", columns=5, height=160)
-            button.click(_run, [audio, emotion, weight], [emo_plot, id_plot, video, stills], api_name=False)
+            outputs = [emo_plot, id_plot, video, stills]
+            with gr.Row():  # a click on an example generates at once
+                if seen:
+                    gr.Examples(seen, inputs=audio, outputs=outputs, fn=_run, run_on_click=True,
+                                cache_examples=False, label="Seen voices (training speakers)")
+                if unseen:
+                    gr.Examples(unseen, inputs=audio, outputs=outputs, fn=_run, run_on_click=True,
+                                cache_examples=False, label="Unseen voices (held-out speakers)")
+            emotion.change(_override_weight, [emotion, weight], weight, api_name=False)
+            button.click(_run, [audio, emotion, weight], outputs, api_name=False)
             # the public API: one audio file in; emotion bars, identity bars, video out
             api = gr.Button(visible=False)
             api.click(generate, [audio], [emo_plot, id_plot, video], api_name="generate")
@@ -136,11 +166,20 @@ def build() -> gr.Blocks:
                 if recalls else "The first face was learnt from that speaker; the second is imagined from the voice "
                 "alone: compare it with the real speaker below."))
             with gr.Row():
-                a_seen = gr.Audio(type="filepath", label="Seen voice", value=(_examples("seen") or [None])[0])
-                a_unseen = gr.Audio(type="filepath", label="Unseen voice", value=(_examples("unseen") or [None])[0])
+                with gr.Column():
+                    pick_seen = gr.Dropdown([(_voice_label(p), p) for p in seen], value=(seen or [None])[0],
+                                            label="Seen speaker (or upload a voice below)")
+                    a_seen = gr.Audio(type="filepath", label="Seen voice", value=(seen or [None])[0])
+                with gr.Column():
+                    pick_unseen = gr.Dropdown([(_voice_label(p), p) for p in unseen], value=(unseen or [None])[0],
+                                              label="Unseen speaker (or upload your own voice below)")
+                    a_unseen = gr.Audio(type="filepath", label="Unseen voice", value=(unseen or [None])[0])
+            pick_seen.change(lambda p: p, pick_seen, a_seen, api_name=False)
+            pick_unseen.change(lambda p: p, pick_unseen, a_unseen, api_name=False)
             go = gr.Button("Compare", variant="primary")
-            with gr.Row():
-                v_seen, v_unseen = gr.Video(label="Seen", autoplay=True), gr.Video(label="Unseen", autoplay=True)
+            gr.Markdown("Press play on one clip at a time: each speaks with its own voice.")
+            with gr.Row():  # no autoplay: two voices at once would talk over each other
+                v_seen, v_unseen = gr.Video(label="Seen", autoplay=False), gr.Video(label="Unseen", autoplay=False)
             with gr.Row():
                 s_seen = gr.Image(label="The seen speaker, really", height=160, interactive=False)
                 s_unseen = gr.Image(label="The unseen speaker, really", height=160, interactive=False)

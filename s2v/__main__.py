@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except (AudioError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for n in result.notices:
+    for n in result.notices + ([result.unfamiliar] if result.unfamiliar else []):
         print(f"notice: {n}", file=sys.stderr)
-    top = max(result.emotion, key=result.emotion.get)
+    top = "uncertain" if result.unfamiliar else max(result.voice_emotion, key=result.voice_emotion.get)
     print(json.dumps({"output": a.output, "frames": len(result.frames), "fps": result.fps, "emotion": top,
                       "nearest_actor": result.identity[0][0] if result.identity else None}))
     return 0

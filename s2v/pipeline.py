@@ -32,11 +32,13 @@ class Result:
     frames: np.ndarray  # (T, H, W, 3) uint8
     fps: int
     audio: np.ndarray  # (N,) float32 16 kHz, what the frames follow
-    emotion: dict[str, float]  # class name -> probability
+    emotion: dict[str, float]  # class name -> probability: the μ the face was drawn with (after any override)
     identity: list[tuple[str, float]]  # (seen actor id, cosine similarity), most similar first
     nu: np.ndarray = None  # the ν and μ the generator used (after any swap or blend)
     mu: np.ndarray = None
     notices: list[str] = field(default_factory=list)
+    unfamiliar: str | None = None  # why the emotion read-out is uncertain (s2v.familiar), else None
+    voice_emotion: dict[str, float] = None  # the voice's own read-out, before any override
 
     def write_mp4(self, path: str | os.PathLike, upscale: int | None = 256) -> Path:
         """MP4 (H.264 + AAC, browser-playable) with the speech as its sound."""
@@ -92,6 +94,7 @@ class Speech2Video:
         self.recall = recall if gallery is not None else None
         self.source = ""  # where from_pretrained found the model
         self.vad = True  # refuse input without speech (s2v.vad); False feeds any sound to the model
+        self.familiarity = None  # s2v.familiar.Familiarity: how far a voice is from the training voices
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None, device: str | None = None, fps: int = 30,
@@ -112,6 +115,10 @@ class Speech2Video:
         pipe = cls(CPC.from_pretrained(s1 / "cpc"), Students.from_pretrained(s1 / "students"), generator, gallery,
                    fps, device, recall)
         pipe.source = source
+        if (s1 / "familiarity" / "familiarity.json").exists():
+            from .familiar import Familiarity
+
+            pipe.familiarity = Familiarity.load(s1 / "familiarity")
         return pipe
 
     def identity(self, nu: torch.Tensor) -> torch.Tensor:
@@ -145,13 +152,24 @@ class Speech2Video:
         c, _ = self.cpc(x)
         nu, mu = self.students.infer(c, x)
         probs = torch.softmax(mu, -1)[0]
+        unfamiliar = None
+        if self.familiarity is not None:  # a voice unlike the training voices: the read-out blends to uniform
+            dist = self.familiarity.distance(c[0].float().cpu().numpy())
+            conf = self.familiarity.confidence(dist)
+            if conf < 1:
+                unfamiliar = (f"this voice is unlike the voices the model learned from (distance "
+                              f"{dist / self.familiarity.threshold:.1f}× the corpus voices' 99th percentile): "
+                              f"the emotion read-out is uncertain (confidence {conf:.2f})")
+                probs = conf * probs + (1 - conf) / probs.numel()
+                mu = torch.log(probs)[None] + mu.logsumexp(-1, keepdim=True)
+        drawn = probs
         if emotion and emotion_weight > 0:
             target = torch.tensor([float(emotion.get(e, emotion.get(EMOTION_NAMES[e], 0.0))) for e in EMOTIONS],
                                   device=self.device)
             if target.sum() > 0:
                 target = target / target.sum()
-                mix = (1 - emotion_weight) * probs + emotion_weight * target
-                mu = torch.log(mix.clamp_min(1e-6))[None] + (mu.logsumexp(-1, keepdim=True))
+                drawn = (1 - emotion_weight) * probs + emotion_weight * target
+                mu = torch.log(drawn.clamp_min(1e-6))[None] + (mu.logsumexp(-1, keepdim=True))
         identity = []
         if self.gallery is not None:
             sims = self.gallery.similarity(nu.cpu().numpy())[0]
@@ -165,5 +183,7 @@ class Speech2Video:
         n = num_frames(wav.size, self.fps)
         frames = generate_clip(self.generator, c[0], nu[0], mu[0], n, self.fps)
         frames = to_uint8(frames)
-        emo = {EMOTION_NAMES[e]: float(p) for e, p in zip(EMOTIONS, probs.tolist())}
-        return Result(frames, self.fps, wav, emo, identity, nu[0].cpu().numpy(), mu[0].cpu().numpy(), notices)
+        emo = {EMOTION_NAMES[e]: float(p) for e, p in zip(EMOTIONS, drawn.tolist())}
+        voice = {EMOTION_NAMES[e]: float(p) for e, p in zip(EMOTIONS, probs.tolist())}
+        return Result(frames, self.fps, wav, emo, identity, nu[0].cpu().numpy(), mu[0].cpu().numpy(), notices,
+                      unfamiliar, voice)

@@ -65,3 +65,14 @@ def test_four_concurrent_requests(app_server, speech_wav):
     with ThreadPoolExecutor(4) as pool:
         videos = list(pool.map(one, range(4)))
     assert all(Path(v["video"] if isinstance(v, dict) else v).exists() for v in videos)
+
+
+def test_faces_are_named_by_sex_and_age_and_picking_an_emotion_sets_a_blend():
+    import app
+    from s2v.gallery import Gallery
+
+    g = Gallery(["1002", "1009"], np.zeros((2, 4), np.float32), np.zeros((2, 8, 8, 3), np.uint8),
+                {"1002": {"sex": "Female", "age": 29, "age_group": "young"}, "1009": {"sex": "Male", "age_group": "older"}})
+    assert app._face_name(g, "1002") == "woman, 29 (1002)" and app._face_name(g, "1009") == "man, older (1009)"
+    assert app._override_weight("happy", 0.0) == 0.7 and app._override_weight("happy", 0.4) == 0.4
+    assert app._override_weight(app.EMOTION_CHOICES[0], 0.4) == 0.0

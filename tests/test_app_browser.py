@@ -73,6 +73,14 @@ def test_upload_generate_and_watch_in_chromium(app_server):
         assert all(c.find_elements(By.CSS_SELECTOR, "svg, canvas") for c in charts[:2])
         titles = driver.find_element(By.TAG_NAME, "body").text
         assert "Emotion in the voice" in titles or len(charts) >= 2
+        # a click on an example voice generates at once: a new clip arrives without pressing Generate
+        first = video.get_attribute("src")
+        name = sorted((ROOT / "assets" / "voices" / "unseen").glob("*.wav"))[0].name
+        item = wait.until(lambda d: next((e for e in d.find_elements(By.XPATH, f"//*[contains(text(), '{name}')]")
+                                          if e.is_displayed()), None))
+        driver.execute_script("arguments[0].scrollIntoView(); arguments[0].click();", item)
+        wait.until(lambda d: any(v.get_attribute("src") and v.get_attribute("src") != first
+                                 for v in d.find_elements(By.TAG_NAME, "video")))
     finally:
         driver.save_screenshot(str(ARTIFACTS / "app_chromium.png"))
         driver.quit()

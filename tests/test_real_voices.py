@@ -141,3 +141,53 @@ def test_summary_counts_what_it_says():
     assert d["noise"]["sex"]["mean"] == 0 and d["noise"]["real_video_lse_c_share"] == pytest.approx(1.0)
     assert s["level"]["-10 dB"]["mean"] == 1 and s["level"]["+10 dB"]["mean"] == 0
     assert s["no_speech"] == {"n": True}
+
+
+def test_familiarity_separates_a_shifted_voice_and_round_trips(tmp_path):
+    from s2v.familiar import Familiarity, fit, statistics
+
+    rng = np.random.default_rng(0)
+
+    def clip(shift=0.0):  # (T, H) context vectors of one clip
+        return rng.standard_normal((50, 8)) * (1 + 0.1 * rng.standard_normal(8)) + rng.standard_normal(8) * 0.3 + shift
+
+    fam = fit(np.stack([statistics(clip()) for _ in range(200)]), np.stack([statistics(clip()) for _ in range(100)]))
+    near = [fam.distance(clip()) for _ in range(100)]
+    far = [fam.distance(clip(1.5)) for _ in range(20)]
+    assert np.mean(np.array(near) <= fam.threshold) > 0.9 and min(far) > 2 * fam.threshold
+    assert fam.confidence(fam.threshold) == 1 and fam.confidence(2 * fam.threshold) == 0
+    assert fam.confidence(1.5 * fam.threshold) == pytest.approx(0.5)
+    fam.save(tmp_path / "f")
+    again = Familiarity.load(tmp_path / "f")
+    c = clip(0.5)
+    assert again.distance(c) == pytest.approx(fam.distance(c), rel=1e-4) and again.threshold == fam.threshold
+    with pytest.raises(ValueError, match="at least 2"):
+        fit(np.zeros((1, 16)), np.zeros((3, 16)))
+
+
+def test_an_unfamiliar_voice_gets_an_uncertain_emotion(tiny_model, tiny_prep, speech_wav, tmp_path):
+    import shutil
+
+    import torch
+
+    from s2v.familiar import Familiarity, fit_model, statistics
+    from s2v.pipeline import Speech2Video
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    plain = Speech2Video.from_pretrained(model, device="cpu")
+    assert plain.familiarity is None
+    base = plain(speech_wav)
+    fam = fit_model(tiny_prep, model, progress=False)  # the corpus' own voices: familiar
+    pipe = Speech2Video.from_pretrained(model, device="cpu")
+    assert pipe.familiarity is not None and pipe.familiarity.threshold == pytest.approx(fam.threshold)
+    with torch.no_grad():
+        c = pipe.cpc(torch.from_numpy(load_audio(speech_wav))[None])[0][0].numpy()
+    pipe.familiarity = Familiarity(statistics(c), np.eye(2 * c.shape[1]), 1.0)  # this very voice: distance 0
+    r = pipe(speech_wav)
+    assert r.unfamiliar is None and r.emotion == pytest.approx(base.emotion, abs=1e-5)
+    pipe.familiarity = Familiarity(statistics(c) + 10, np.eye(2 * c.shape[1]), 1.0)  # far from any voice it knows
+    r = pipe(speech_wav)
+    assert r.unfamiliar and "uncertain" in r.unfamiliar
+    assert list(r.emotion.values()) == pytest.approx([1 / 6] * 6, abs=1e-5)
+    assert np.allclose(torch.softmax(torch.from_numpy(r.mu), -1).numpy(), 1 / 6, atol=1e-5)  # what was drawn

@@ -34,7 +34,7 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     assert dry.returncode == 0
     order = [line.split("]")[0][1:] for line in dry.stdout.splitlines()]
     assert order == ["corpus", "prepare", "faces", "teachers", "targets", "cpc", "stage1", "syncnet", "sync-judge",
-                     "stage2", "judge-faces", "judge", "attributes", "assemble", "evaluate", "assets"]
+                     "stage2", "judge-faces", "judge", "attributes", "assemble", "familiarity", "evaluate", "assets"]
     assert "--sync-judge" in dry.stdout and "stage2-sync" not in dry.stdout
     sync = _recipe(tmp_path, "--dry-run", "--sync-loss", "1", "--sync-pull", "0.05")
     order = [line.split("]")[0][1:] for line in sync.stdout.splitlines()]

@@ -100,6 +100,9 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
          r / "judge" / "attributes" / "attributes.json"),
         ("assemble", [PY, "-m", "s2v.bundle", "--stage2", str(final), "--teachers", str(r / "teachers"),
                       "--syncnet", str(r / "syncnet"), "--out", str(a.bundle)], Path(a.bundle) / "model_index.json"),
+        # how far a voice is from the training voices: the emotion read-out says "uncertain" beyond it
+        ("familiarity", [PY, "-m", "s2v.familiar", "--data", str(prep), "--model", str(a.bundle)],
+         Path(a.bundle) / "stage1" / "familiarity" / "familiarity.json"),
         ("evaluate", [PY, "-m", "s2v.evaluate", "--data", str(prep), "--model", str(a.bundle), "--out",
                       str(r / "eval"), "--baselines", "--limit", n(100, 2), "--emotion-judge", str(r / "judge"),
                       "--identity-judge", str(r / "judge"), "--sync-judge", str(r / "sync-judge")],
