@@ -8,6 +8,7 @@ Layout of the folder (each part: config.json + model.safetensors + README.md, a 
     stage1/cpc/           the CPC audio encoder
     stage1/students/      S_id, S_emo
     stage1/gallery/       the seen actors: ids, stills, sex, age group, mean ν*
+    stage1/familiarity/   added after assembling by `python -m s2v.familiar` (the recipe's next step)
     teachers/identity/    T_id, teachers/emotion/ T_emo (for the evaluation; the app does not need them)
     syncnet/              the sync expert (for the evaluation)
     model_index.json      where each part came from, its metrics, the settings; README.md: the card
