@@ -162,11 +162,22 @@ class Runner:
             res = self.pipe(wav)
         except NoSpeechError:
             return {"no_speech": True}
+        from s2v.features import AudioFeatures
+        from s2v.labels import EMOTION_NAMES, EMOTIONS
+
         s = self.judges.score(res.frames, res.audio, res.fps)
         s.pop("_embedding", None)
         top = max(res.emotion, key=res.emotion.get)
+        # the students' own read-out, before the familiarity check blends it
+        c, _, mu = AudioFeatures.compute(self.pipe.cpc, self.pipe.students, res.audio, self.device)
+        raw = np.exp(mu - mu.max())
+        raw /= raw.sum()
+        fam = self.pipe.familiarity
         return {"no_speech": False, "voice_top1": res.identity[0][0] if res.identity else None,
-                "emotion": res.emotion, "emotion_top": top, "emotion_p": res.emotion[top],
+                "emotion": res.emotion, "uncertain": res.unfamiliar is not None,
+                "emotion_top": "uncertain" if res.unfamiliar else top, "emotion_p": res.emotion[top],
+                "raw_top": EMOTION_NAMES[EMOTIONS[int(raw.argmax())]], "raw_p": float(raw.max()),
+                "familiarity": fam.distance(c) / fam.threshold if fam is not None else None,
                 "mouth": mouth_motion(res.frames), "level": speech_level(res.audio), **s}
 
 
@@ -259,6 +270,13 @@ def main(argv=None) -> int:
     return 0
 
 
+def _read_out(x: dict) -> str:
+    """"uncertain (model: fear 0.91)" or "sad 0.64"."""
+    if x.get("uncertain"):
+        return f"uncertain (model: {x['raw_top']} {x['raw_p']:.2f})"
+    return f"{x['emotion_top']} {x['emotion_p']:.2f}"
+
+
 def summarise(real, corpus, nosp, sex_of) -> dict:
     lines, summary = [], {}
     spoken = [x for x in real if not x["no_speech"]]
@@ -285,7 +303,7 @@ def summarise(real, corpus, nosp, sex_of) -> dict:
                      _share([x.get("pred_sex") == x["sex"] for x in xs]),
                      _share([sex_of.get(x["nearest"]) == x["sex"] for x in xs]),
                      ", ".join(f"{a} ({sex_of.get(a, '?')[0]})" for a in sorted(set(near))),
-                     ", ".join(f"{x['emotion_top']} {x['emotion_p']:.2f}" for x in xs),
+                     ", ".join(_read_out(x) for x in xs),
                      _share([x["mouth_ratio"] for x in xs]),
                      _share([x["lse_c_heldout"] if "lse_c_heldout" in x else x.get("lse_c") for x in xs])])
     lines += ["Real voices, per speaker (the face's sex by the held-out attribute judge; the nearest seen actor by "
@@ -309,6 +327,9 @@ def summarise(real, corpus, nosp, sex_of) -> dict:
         "neutral_ok": _share([x["emotion_top"] == "neutral" or x["emotion_p"] <= 0.5 for x in neutral]),
         "neutral_clips": len(neutral),
         "neutral_read_out": {e: sum(x["emotion_top"] == e for x in neutral) for e in sorted({x["emotion_top"] for x in neutral})},
+        "neutral_ok_model": _share([x.get("raw_top", x["emotion_top"]) == "neutral" or x.get("raw_p", x["emotion_p"]) <= 0.5
+                                    for x in neutral]),
+        "familiarity": _share([x["familiarity"] for x in spoken if x.get("familiarity") is not None]),
     }
     s["lse_c_ratio"] = (s["lse_c_real"]["mean"] / s["lse_c_corpus"]["mean"]) if clean and spoken else None
     lines += ["", "Real voices, in total:", ""]
@@ -319,8 +340,11 @@ def summarise(real, corpus, nosp, sex_of) -> dict:
         ["distinct faces (nearest seen actor) over speakers", f"{s['distinct_faces']} over {len(speakers)}", ""],
         ["speakers whose usual face is the most common one", s["most_common_face_speaker_share"], "≤ 0.33"],
         ["mouth motion / corpus voices' at the same loudness", s["mouth_ratio"], "≥ 0.70"],
-        [f"{lse.upper().replace('_', '-')} real / corpus voices", s["lse_c_ratio"], "≥ 0.80"],
+        ["LSE-C" + (" (held-out sync judge)" if lse == "lse_c_heldout" else "") + " real / corpus voices",
+         s["lse_c_ratio"], "≥ 0.80"],
         [f"neutral speech ({len(neutral)} clips): neutral on top or nothing above 0.5", s["neutral_ok"], "≥ 0.80"],
+        ["the same, by the students before the familiarity check", s["neutral_ok_model"], ""],
+        ["distance from the training voices (1 = corpus voices' 99th percentile)", s["familiarity"], ""],
     ])
     lines += ["", "Neutral speech, top emotion: " + ", ".join(f"{k} {v}" for k, v in s["neutral_read_out"].items())]
 
@@ -337,10 +361,11 @@ def summarise(real, corpus, nosp, sex_of) -> dict:
             "sex": _share([sex_of.get(x["voice_top1"]) == c["sex"] for c, x in ok]),
             "face_sex_judge": _share([x.get("pred_sex") == c["sex"] for c, x in ok]),
             "emotion": _share([x["emotion_top"] == c["emotion_label"] for c, x in ok]),
+            "uncertain": _share([bool(x.get("uncertain")) for _, x in ok]),
             "real_video_lse_c": _share([x["real_video_lse_c"] for _, x in xs if "real_video_lse_c" in x]),
         }
         rows.append([cnd, d["speech_found"], d["identity_top1"], d["sex"], d["face_sex_judge"], d["emotion"],
-                     d["real_video_lse_c"]])
+                     d["uncertain"], d["real_video_lse_c"]])
     if conds:
         base = summary["degraded"]["clean"]["real_video_lse_c"]["mean"]
         for cnd in conds:
@@ -351,7 +376,7 @@ def summarise(real, corpus, nosp, sex_of) -> dict:
               "voice's seen actor, the pipeline's identity top-1; targets: identity ≥ 0.80, sex ≥ 0.90, real video "
               "LSE-C against degraded audio ≥ 0.80 of clean):", ""]
     lines += _table(["condition", "speech found", "identity top-1", "sex of that actor", "face sex (judge)",
-                     "emotion = label", "LSE-C, real video", "of clean"], rows)
+                     "emotion = label", "marked uncertain", "LSE-C, real video", "of clean"], rows)
 
     # level
     if corpus:

@@ -106,3 +106,13 @@ CONDITIONS = {  # the benchmark's degradations: name -> function(wav, rng)
     "phone": lambda w, rng: codec(band_limit(w, 8000), "amr"),
     "opus": lambda w, rng: codec(w, "opus"),
 }
+
+
+def augment(wav: np.ndarray, rng: np.random.Generator, p: float = 0.5, gain_db: float = 10.0) -> np.ndarray:
+    """Training-time augmentation: with probability `p`, one of `CONDITIONS` drawn at random; then a gain
+    drawn uniformly in ±`gain_db` dB (clipped). p = 0 and gain_db = 0 leave the voice as it is."""
+    if p > 0 and rng.random() < p:
+        wav = CONDITIONS[list(CONDITIONS)[rng.integers(len(CONDITIONS))]](wav, rng)
+    if gain_db > 0:
+        wav = gain(wav, float(rng.uniform(-gain_db, gain_db)))
+    return wav

@@ -123,7 +123,9 @@ def test_summary_counts_what_it_says():
     real = [{"id": "a", "speaker": "A", "sex": "Female", "neutral": True, **run("2", "Female")},
             {"id": "b", "speaker": "B", "sex": "Female", "neutral": True, **run("1", "Male", top="fear", p=0.9)},
             {"id": "c", "speaker": "C", "sex": "Male", "neutral": False, **run("1", "Male", mouth=5.0)},
-            {"id": "d", "speaker": "D", "sex": "Male", "neutral": True, "no_speech": True}]
+            {"id": "d", "speaker": "D", "sex": "Male", "neutral": True, "no_speech": True},
+            {"id": "e", "speaker": "E", "sex": "Female", "neutral": True,  # unfamiliar: flat read-out, model says fear
+             **run("1", "Female", top="uncertain", p=1 / 6), "uncertain": True, "raw_top": "fear", "raw_p": 0.9}]
     corpus = [{"clip": "x", "actor": "1", "sex": "Male", "emotion_label": "neutral",
                "runs": {"clean": run("1", "Male", level=-20, mouth=10.0), "-10 dB": run("1", "Male", level=-30, mouth=10.0),
                         "+10 dB": run("1", "Male", top="anger", level=-10, mouth=10.0),
@@ -131,11 +133,12 @@ def test_summary_counts_what_it_says():
     nosp = [{"id": "n", "what": "noise", "no_speech": True}]
     s = bench.summarise(real, corpus, nosp, sex_of)["summary"]
     r = s["real"]
-    assert r["clips_with_speech"] == 3 and r["face_sex_judge"]["mean"] == pytest.approx(2 / 3)
+    assert r["clips_with_speech"] == 4 and r["face_sex_judge"]["mean"] == pytest.approx(3 / 4)
     assert r["distinct_faces"] == 2 and r["most_common_face"] == "1"
-    assert r["most_common_face_speaker_share"] == pytest.approx(2 / 3)
-    assert r["neutral_ok"]["mean"] == pytest.approx(0.5) and r["neutral_clips"] == 2
-    assert r["mouth_ratio"]["mean"] == pytest.approx((1 + 1 + 0.5) / 3)
+    assert r["most_common_face_speaker_share"] == pytest.approx(3 / 4)
+    assert r["neutral_ok"]["mean"] == pytest.approx(2 / 3) and r["neutral_clips"] == 3
+    assert r["neutral_ok_model"]["mean"] == pytest.approx(1 / 3)  # what the students said before the check
+    assert r["mouth_ratio"]["mean"] == pytest.approx((1 + 1 + 0.5 + 1) / 4)
     d = s["degraded"]
     assert d["clean"]["identity_top1"]["mean"] == 1 and d["noise"]["identity_top1"]["mean"] == 0
     assert d["noise"]["sex"]["mean"] == 0 and d["noise"]["real_video_lse_c_share"] == pytest.approx(1.0)
