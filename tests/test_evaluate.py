@@ -111,11 +111,14 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
     r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
                         str(ROOT / "train" / "syncnet.py"), "--data", str(tiny_prep), "--output-dir", str(sync),
                         "--max-steps", "2", "--batch-size", "4", "--candidates", "3", "--width", "0.125",
-                        "--embed-dim", "16", "--num-workers", "0", "--eval-clips", "2", "--min-shift", "1"],
+                        "--embed-dim", "16", "--num-workers", "0", "--eval-clips", "2", "--min-shift", "1",
+                        "--augment", "1"],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = json.loads((sync / "metrics.json").read_text())
     assert metrics["steps"] == 2 and "gt_lse_c" in metrics
+    # trained on degraded audio (every example, --augment 1): the report scores each recording condition
+    assert {f"gt_lse_c_{c}" for c in ("reverb", "noise", "phone", "opus")} <= set(metrics)
     # a held-out identity judge with attribute classifiers fitted on a small labelled face pool
     import shutil
 

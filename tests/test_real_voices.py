@@ -194,3 +194,13 @@ def test_an_unfamiliar_voice_gets_an_uncertain_emotion(tiny_model, tiny_prep, sp
     assert r.unfamiliar and "uncertain" in r.unfamiliar
     assert list(r.emotion.values()) == pytest.approx([1 / 6] * 6, abs=1e-5)
     assert np.allclose(torch.softmax(torch.from_numpy(r.mu), -1).numpy(), 1 / 6, atol=1e-5)  # what was drawn
+
+
+def test_augment_draws_conditions_and_gains():
+    w, rng = _voice(), np.random.default_rng(0)
+    assert np.array_equal(D.augment(w, rng, p=0, gain_db=0), w)
+    outs = [D.augment(w, rng, p=1.0, gain_db=10) for _ in range(12)]
+    assert all(o.shape == w.shape for o in outs)
+    levels = [20 * np.log10(np.sqrt(np.mean(o ** 2))) for o in outs]
+    assert np.ptp(levels) > 5  # gains differ
+    assert min(np.corrcoef(w, o)[0, 1] for o in outs) < 0.9  # some conditions change the waveform
