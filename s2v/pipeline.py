@@ -143,11 +143,11 @@ class Speech2Video:
         notices += [str(w.message) for w in caught if issubclass(w.category, AudioCappedWarning)]
         if self.vad:
             from .audio import NoSpeechError
-            from .vad import MIN_SPEECH, speech_seconds
+            from .vad import no_speech_reason
 
-            if speech_seconds(wav) < MIN_SPEECH:
-                raise NoSpeechError("no speech found: the audio holds sound but no voice (noise or music?). "
-                                    "Record or upload someone speaking.")
+            reason = no_speech_reason(wav)
+            if reason:
+                raise NoSpeechError(f"no speech found: {reason}. Record or upload someone speaking.")
         x = torch.from_numpy(wav)[None].to(self.device)
         c, _ = self.cpc(x)
         nu, mu = self.students.infer(c, x)

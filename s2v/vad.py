@@ -13,6 +13,10 @@ import torch
 from .audio import SAMPLE_RATE
 
 MIN_SPEECH = 0.3  # seconds of speech below which a clip counts as holding none
+# music can hold a few voice-like notes: under SHORT seconds of speech that fill under MIN_SHARE of the
+# clip also count as none (a 16 s saxophone piece: 0.9 s "speech", 6 %; the real voices of
+# benchmarks/real_voices.py and the example voices: 65-100 %)
+SHORT, MIN_SHARE = 2.0, 0.2
 
 _model = None
 _lock = threading.Lock()  # the VAD network is stateful (an RNN over 32 ms windows): one clip at a time
@@ -43,3 +47,14 @@ def speech_seconds(audio: np.ndarray, rate: int = SAMPLE_RATE) -> float:
         with torch.inference_mode():
             spans = get_speech_timestamps(x, model, sampling_rate=rate)
     return sum(s["end"] - s["start"] for s in spans) / rate
+
+
+def no_speech_reason(audio: np.ndarray, rate: int = SAMPLE_RATE) -> str | None:
+    """Why a clip counts as holding no speech (for the message), or None when it holds enough."""
+    found, total = speech_seconds(audio, rate), len(audio) / rate
+    if found < MIN_SPEECH:
+        return "the audio holds sound but no voice (noise or music?)"
+    if found < SHORT and found < MIN_SHARE * total:
+        return (f"only {found:.1f} s of the {total:.1f} s sound like a voice (music, or a long silence around a "
+                "word?)")
+    return None

@@ -153,3 +153,19 @@ def test_gallery_recall_onto_voice_means(tmp_path):
     assert np.allclose(g.recall(np.array([[0.1, 1.0, 0.9]], np.float32), 0.01), voice[1], atol=1e-3)
     g.save(tmp_path / "g")
     assert np.allclose(Gallery.load(tmp_path / "g").voice, voice)
+
+
+def test_a_word_lost_in_a_long_sound_counts_as_no_speech(model_dir, speech_wav):
+    """Under 2 s of voice filling under a fifth of the clip (music with a few voice-like notes) is refused;
+    the same voice with a short pause around it is not."""
+    from s2v.audio import NoSpeechError
+    from s2v.vad import no_speech_reason
+
+    word = load_audio(speech_wav)[:int(1.2 * 16000)]
+    pad = lambda s: np.concatenate([np.zeros(int(s * 16000), np.float32), word, np.zeros(int(s * 16000), np.float32)])
+    assert no_speech_reason(pad(0.5)) is None
+    assert "only" in no_speech_reason(pad(5.0))
+    pipe = Speech2Video.from_pretrained(model_dir, device="cpu")
+    with pytest.raises(NoSpeechError, match="only .* s of the .* s sound like a voice"):
+        pipe((16000, pad(5.0)))
+    assert len(pipe((16000, pad(0.5))).frames) > 0
