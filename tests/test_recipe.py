@@ -42,6 +42,10 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     line = next(x for x in sync.stdout.splitlines() if x.startswith("[stage2-sync]"))
     assert "--lambda-sync-expert 1.0" in line and "--sync-pull 0.05" in line and "--no-d-sync" in line
     assert "--init-generator" in line
+    aug = _recipe(tmp_path, "--dry-run", "--sync-augment", "0.5").stdout.splitlines()
+    sync_lines = [x for x in aug if x.startswith(("[syncnet]", "[sync-judge]"))]
+    assert len(sync_lines) == 2 and all("--augment 0.5" in x for x in sync_lines)
+    assert not any("--augment" in x for x in dry.stdout.splitlines())
     assert "--stage2 " + str(tmp_path / "runs" / "stage2-sync") in sync.stdout  # the bundle is the fine-tuned one
     assert "--identity-judge" in dry.stdout and "--nu-source student" in dry.stdout and "--traits 1" in dry.stdout
     many = _recipe(tmp_path, "--dry-run", "--seen", "300", "--unseen", "40", "--clips-per-actor", "8", "--traits", "2",

@@ -43,6 +43,7 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     resume = ["--resume-from-checkpoint", "latest"]
     common = ["--num-workers", n(2, 0)]
     sync_tiny = ["--min-shift", "1", "--candidates", "3", "--eval-clips", "2"] if tiny else []
+    sync_tiny = sync_tiny + (["--augment", str(a.sync_augment)] if a.sync_augment else [])
     final = r / ("stage2-sync" if a.sync_loss else "stage2")
     # stage 2's settings, shared by stage2-sync (its --init-generator must match them)
     stage2 = ["train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers", str(r / "teachers"),
@@ -134,6 +135,9 @@ def main(argv=None) -> int:
     p.add_argument("--sync-steps", type=int, default=1000, help="steps of stage2-sync")
     p.add_argument("--sync-pull", type=float, default=0.0,
                    help="stage2-sync's --sync-pull (0.05 with --sync-loss 0.5 met the sync targets, README)")
+    p.add_argument("--sync-augment", type=float, default=0.0,
+                   help="train the sync expert and the sync judge on degraded audio too (train/syncnet.py --augment; "
+                        "0.5 keeps their LSE-C under phone, Opus and noise, README; 0: as the bundle was made)")
     p.add_argument("--from", dest="start", default=None, help="rerun from this step on")
     p.add_argument("--only", default=None, help="run just this step")
     p.add_argument("--until", default=None, help="stop after this step")
