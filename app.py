@@ -43,6 +43,13 @@ def pipeline() -> Speech2Video:
 
 
 def _run(audio_path, emotion: str = EMOTION_CHOICES[0], weight: float = 0.0, progress=gr.Progress()):
+    try:
+        return _generate(audio_path, emotion, weight, progress)
+    finally:
+        _trim_heap()
+
+
+def _generate(audio_path, emotion, weight, progress):
     if not audio_path:
         raise gr.Error("No audio: record with the microphone or upload a file first.")
     progress(0.1, desc="listening")
@@ -187,16 +194,31 @@ def build() -> gr.Blocks:
     return demo
 
 
-def _fewer_malloc_arenas(n: int = 2) -> None:
-    """glibc gives each thread that allocates its own arena and keeps freed memory there: under 8
-    concurrent users the server's memory swung to +60 %; two arenas keep it within ~10 % (benchmarks/app_load.py)."""
+def _libc():
     import ctypes
     import ctypes.util
 
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-8, n)  # M_ARENA_MAX
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def _trim_heap() -> None:
+    """Hand the heap's free pages back to the system after each request (glibc keeps them otherwise, and the
+    server's memory creeps up under load; benchmarks/app_load.py measures it)."""
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
+def _fewer_malloc_arenas(n: int = 2) -> None:
+    """glibc gives each thread that allocates its own arena and keeps freed memory there: under 8
+    concurrent users the server's memory swung to +60 %; two arenas keep it within ~10 % (benchmarks/app_load.py)."""
+    if _LIBC is not None and hasattr(_LIBC, "mallopt"):  # not glibc: nothing to do
+        _LIBC.mallopt(-8, n)  # M_ARENA_MAX
 
 
 if __name__ == "__main__":

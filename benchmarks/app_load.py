@@ -1,6 +1,6 @@
 """The running app under load: concurrent gradio_client users, good and bad inputs mixed.
 
-    python benchmarks/app_load.py [--model DIR] [--clients 8] [--requests 240] [--budget 900]
+    python benchmarks/app_load.py [--model DIR] [--clients 8] [--requests 240] [--budget 900] [--think S]
 
 Starts `python app.py` on a free loopback port (the bundled model unless --model), measures a single
 client's latency first (--single requests one after another), then runs --requests requests from
@@ -118,6 +118,9 @@ def main(argv=None) -> int:
     p.add_argument("--bad-share", type=float, default=0.25)
     p.add_argument("--budget", type=float, default=900, help="seconds for the loaded run at most")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--think", type=float, default=0.0,
+                   help="mean seconds a client waits after each answer of the loaded run, drawn uniformly in "
+                        "[0, 2 × think] (a user watching the clip); 0: back to back, the worst case")
     a = p.parse_args(argv)
     port = _port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
@@ -145,6 +148,7 @@ def main(argv=None) -> int:
         plan = [(rng.choice(list(bad)) if rng.random() < a.bad_share else rng.choice(good)) for _ in range(a.requests)]
         sessions = [client(url) for _ in range(a.clients)]
         results, lock = [], threading.Lock()
+        think = random.Random(a.seed + 1)
 
         def run(jobs: list[str], keep: bool, start: float) -> None:
             def worker(k: int) -> None:
@@ -155,6 +159,8 @@ def main(argv=None) -> int:
                     if keep:
                         with lock:
                             results.append((path, *r))
+                        if a.think:
+                            time.sleep(think.uniform(0, 2 * a.think))
 
             threads = [threading.Thread(target=worker, args=(k,)) for k in range(a.clients)]
             for t in threads:
@@ -185,7 +191,7 @@ def main(argv=None) -> int:
     failed_good = [(path, e) for path, s, v, e in results if path not in bad and (v is None or e)]
     unclear_bad = [(path, e) for path, s, v, e in results if path in bad and not (e and bad[path] in e.lower())]
     q = lambda x, f: float(np.percentile(x, f)) if x else None  # noqa: E731
-    out = {"clients": a.clients, "requests_done": len(results), "requests_planned": a.requests,
+    out = {"clients": a.clients, "think_s": a.think, "requests_done": len(results), "requests_planned": a.requests,
            "seconds": round(time.time() - start, 1),
            "single_p50_s": q(single, 50), "single_p95_s": q(single, 95),
            "loaded_p50_s": q(good_lat, 50), "loaded_p95_s": q(good_lat, 95),

@@ -9,7 +9,8 @@ emotion read-out is blended towards the uniform, fully at twice the threshold (`
 
     python -m s2v.familiar --data data24/prep64 --model checkpoints/default   # writes MODEL/stage1/familiarity/
 
-MEASURED
+On the bundle: corpus voices and the same at ±10 dB or through Opus sit below the threshold, a phone
+line just above it, reverb, noise and real recorded voices at 2-3 times it (docs/evaluation.md).
 """
 from __future__ import annotations
 
