@@ -52,6 +52,11 @@ def parse_args(argv=None):
     p.add_argument("--cpc-learning-rate", type=float, default=5e-5)
     p.add_argument("--max-seconds", type=float, default=6.0, help="audio per clip fed to the CPC")
     p.add_argument("--k", type=int, default=8, help="frames averaged for μ* when targets are made here")
+    p.add_argument("--augment", type=float, default=0.0,
+                   help="beyond the paper: train also on --augment-copies degraded copies of every training clip "
+                        "(s2v.degrade.augment: with this probability one recording condition, and always a gain "
+                        "within ±10 dB), so the students stop reading the recording and the level; 0: clean only")
+    p.add_argument("--augment-copies", type=int, default=2, help="degraded copies of each clip (with --augment)")
     return p.parse_args(argv)
 
 
@@ -83,13 +88,14 @@ def collate(items):
 
 @torch.no_grad()
 def encode_all(cpc: CPC, students: Students, data: Prepared, ids: list[int], max_samples: int, device,
-               batch: int = 16):
+               batch: int = 16, transform=None):
     """(len(ids), T_max, H) is too big to keep: return per-clip ω (c_T or mean c, as the students pool) and
-    S_emo's input (`Students.emotion_input`) instead."""
+    S_emo's input (`Students.emotion_input`) instead. `transform(audio) -> audio` is applied to each clip first."""
     omega, emo = [], []
+    tf = transform or (lambda a: a)
     for s in range(0, len(ids), batch):
-        wav, n_samples, *_ = collate([(torch.from_numpy(data.audio(i)[:max_samples]), torch.zeros(1), torch.zeros(1),
-                                       i) for i in ids[s:s + batch]])
+        wav, n_samples, *_ = collate([(torch.from_numpy(tf(data.audio(i)[:max_samples])), torch.zeros(1),
+                                       torch.zeros(1), i) for i in ids[s:s + batch]])
         wav = wav.to(device)
         c, _ = cpc(wav)
         omega.append(students.omega(c, cpc_lengths(n_samples.to(device), c.shape[1])).float().cpu())
@@ -174,8 +180,20 @@ def main(args) -> dict:
                                              shuffle=True, drop_last=True, collate_fn=collate,
                                              num_workers=args.num_workers)
     else:  # ω of every clip once; the students train on those vectors (and the gallery's voices come from them)
-        ds = torch.utils.data.TensorDataset(*encoded, torch.from_numpy(targets["nu_star"][train_ids]),
-                                            torch.from_numpy(targets["mu_star"][train_ids]), speaker[train_ids])
+        rows, feats = list(train_ids), [list(encoded)]
+        if args.augment > 0:  # degraded copies of every clip, encoded once each, with the clean clip's targets
+            from tqdm.auto import tqdm
+
+            from s2v.degrade import augment
+
+            rng = np.random.default_rng(args.seed)
+            for _ in tqdm(range(args.augment_copies), desc="degraded copies", disable=not run.is_main):
+                feats.append(list(encode_all(cpc, students, data, train_ids, max_samples, acc.device,
+                                             transform=lambda a: augment(a, rng, args.augment))))
+                rows += list(train_ids)
+        ds = torch.utils.data.TensorDataset(*(torch.cat([f[j] for f in feats]) for j in range(2)),
+                                            torch.from_numpy(targets["nu_star"][rows]),
+                                            torch.from_numpy(targets["mu_star"][rows]), speaker[rows])
         loader = torch.utils.data.DataLoader(ds, batch_size=min(args.batch_size, len(ds)), shuffle=True,
                                              drop_last=True)
     students, cpc, opt, loader = acc.prepare(students, cpc, opt, loader)
