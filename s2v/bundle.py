@@ -89,9 +89,9 @@ def _swap_emotion_student(students_dir: Path, emotion_dir: Path, dst: Path, gall
             raise ValueError(f"the emotion student differs in {key}: {a.get(key)} vs {b.get(key)}")
     state = load_file(str(dst / WEIGHTS))
     emo = load_file(str(emotion_dir / WEIGHTS))
-    dtype = next(iter(state.values())).dtype
+    dtype = next(v.dtype for v in state.values() if v.is_floating_point())  # not a counter's int64
     state = {k: v for k, v in state.items() if k.startswith("s_id.")}
-    state.update({k: v.to(dtype) for k, v in emo.items() if not k.startswith("s_id.")})
+    state.update({k: v.to(dtype) if v.is_floating_point() else v for k, v in emo.items() if not k.startswith("s_id.")})
     if "speaker_keys" in state:
         g = json.loads((gallery_dir / "gallery.json").read_text())
         e = json.loads((emotion_dir.parent / "gallery" / "gallery.json").read_text())

@@ -152,3 +152,35 @@ def test_bundle_takes_the_emotion_student_from_another_stage1(tiny_model, tmp_pa
     (e1 / "stage1.json").write_text(json.dumps({"cpc": "runs/other-cpc"}))
     with pytest.raises(ValueError, match="another CPC"):
         bundle(run, None, None, tmp_path / "out2", emotion_from=e1)
+
+
+def test_emotion_swap_keeps_dtypes_when_a_counter_comes_first(tmp_path):
+    """A float32 students part whose first tensor is BatchNorm's int64 counter: the swapped S_emo stays float."""
+    import dataclasses
+
+    import torch
+    from safetensors.torch import load_file
+
+    from s2v.bundle import _swap_emotion_student
+    from s2v.gallery import Gallery
+    from s2v.students import Students, StudentsConfig
+
+    cfg = StudentsConfig(in_dim=16, id_dim=8, hidden=16, emo_input="prosody", emo_speakers=2)
+    torch.manual_seed(0)
+    a, b = Students(cfg), Students(dataclasses.replace(cfg))
+    for s in (a, b):
+        s.set_speakers(keys=torch.randn(2, 8), bases=torch.randn(2, cfg.emo_features))
+    a.save_pretrained(tmp_path / "a" / "students")
+    b.save_pretrained(tmp_path / "b" / "students")
+    assert next(iter(load_file(str(tmp_path / "a" / "students" / "model.safetensors")).values())).dtype == torch.int64
+    g = Gallery(["1", "2"], np.ones((2, 8), np.float32), np.zeros((2, 4, 4, 3), np.uint8), {"1": {}, "2": {}},
+                voice=np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32))
+    for d in ("a", "b"):
+        g.save(tmp_path / d / "gallery")
+    _swap_emotion_student(tmp_path / "a" / "students", tmp_path / "b" / "students", tmp_path / "a" / "students",
+                          tmp_path / "a" / "gallery")
+    got = Students.from_pretrained(tmp_path / "a" / "students")
+    for k, v in got.state_dict().items():
+        ref = (a if k.startswith("s_id.") else b).state_dict()[k]
+        if k != "speaker_keys":
+            assert v.dtype == ref.dtype and torch.allclose(v.float(), ref.float()), k
