@@ -110,9 +110,12 @@ def _swap_emotion_student(students_dir: Path, emotion_dir: Path, dst: Path, gall
 
 
 def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path | None, out: str | Path,
-           dtype: str = "float16", emotion_from: str | Path | None = None, identity: str | None = None) -> dict:
+           dtype: str = "float16", emotion_from: str | Path | None = None, identity: str | None = None,
+           identity_from: str | Path | None = None) -> dict:
     """Assemble the model folder. `identity`: how the pipeline uses a voice's ν by default, "recall" (onto the
-    seen actors) or "voice" (decoded as is); None: by how the generator was trained (`pipeline.default_identity`)."""
+    seen actors) or "voice" (decoded as is); None: by how the generator was trained (`pipeline.default_identity`).
+    `emotion_from` / `identity_from`: another stage-1 run on the same CPC that gives S_emo / S_id (with its
+    gallery's voices, where recall maps a voice); the other student comes from the run stage 2 was trained on."""
     stage2, out = Path(stage2), Path(out)
     s2 = _read(stage2 / "stage2.json")
     if not s2:
@@ -144,15 +147,29 @@ def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path 
                       _read(e1 / "metrics.json").get("emotion_accuracy_seen_test"), "emotion_from": _rel(e1)}
         what += (f"\n\nS_emo comes from `{e1}` (same CPC; settings {json.dumps(e1_meta.get('settings', {}))}); "
                  "S_id from the run stage 2 was trained on.")
-    sizes["stage1/students"] = _copy_part(stage1 / "students", tmp / "stage1" / "students", dt, _card(
+    idf = Path(identity_from) if identity_from else None
+    if idf:  # S_id and the gallery's voices from another stage-1 run on the same CPC (e.g. trained with --augment)
+        idf_meta = _read(idf / "stage1.json")
+        if Path(idf_meta.get("cpc", "")).resolve() != Path(s1.get("cpc", "")).resolve():
+            raise ValueError(f"{idf} was trained on another CPC than {stage1}")
+        m = _read(idf / "metrics.json")
+        s1_metrics = {**s1_metrics, **{k: m.get(k) for k in ("identity_top1_seen_test", "unseen_sex_agreement",
+                                                              "unseen_age_group_agreement")}, "identity_from": _rel(idf)}
+        what += (f"\n\nS_id and the gallery's voices come from `{idf}` (same CPC; settings "
+                 f"{json.dumps(idf_meta.get('settings', {}))}).")
+    ids = idf or stage1  # where S_id and the gallery come from
+    sizes["stage1/students"] = _copy_part(ids / "students", tmp / "stage1" / "students", dt, _card(
         "s2v identity and emotion students (stage 1)", what, SYNTH, s1.get("settings", {}), s1_metrics, LIMITS))
-    if e1:
-        _swap_emotion_student(stage1 / "students", e1 / "students", tmp / "stage1" / "students", stage1 / "gallery")
-    shutil.copytree(stage1 / "gallery", tmp / "stage1" / "gallery")
+    if e1 or idf:
+        _swap_emotion_student(ids / "students", (e1 or stage1) / "students", tmp / "stage1" / "students",
+                              ids / "gallery")
+    shutil.copytree(ids / "gallery", tmp / "stage1" / "gallery")
     sizes["stage1/gallery"] = sum(f.stat().st_size for f in (tmp / "stage1" / "gallery").iterdir())
     parts = {"generator": _rel(stage2), "stage1": _rel(stage1)}
     if e1:
         parts["emotion_student"] = _rel(e1)
+    if idf:
+        parts["identity_student"] = _rel(idf)
     if teachers:
         teachers = Path(teachers)
         t_metrics = _read(teachers / "metrics.json")
@@ -203,12 +220,16 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
     p.add_argument("--emotion-from", default=None,
                    help="a stage-1 run on the same CPC whose emotion student replaces the one stage 2 was trained with")
+    p.add_argument("--identity-from", default=None,
+                   help="a stage-1 run on the same CPC whose S_id and gallery voices to use (e.g. trained with "
+                        "--augment: voices through a phone, a room or a codec still find their speaker)")
     p.add_argument("--identity", default=None, choices=("recall", "voice"),
                    help="how the pipeline uses a voice's ν by default: recall (onto the seen actors) or voice (decoded "
                         "as is); default: voice for a generator trained on ν* (--nu-source teacher|mix), else recall")
     a = p.parse_args(argv)
     try:
-        index = bundle(a.stage2, a.teachers, a.syncnet, a.out, a.dtype, a.emotion_from, a.identity)
+        index = bundle(a.stage2, a.teachers, a.syncnet, a.out, a.dtype, a.emotion_from, a.identity,
+                       a.identity_from)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ def test_recipe_gives_trainers_every_core(tmp_path):
     for env, want in [({"OMP_NUM_THREADS": "3"}, "3"), ({}, str(os.cpu_count()))]:
         dry = _recipe(tmp_path, "--dry-run", env={**base, **env})
         launches = [line for line in dry.stdout.splitlines() if "accelerate.commands.launch" in line]
-        assert len(launches) == 7
+        assert len(launches) == 8
         assert all(f"--num_cpu_threads_per_process {want} " in line for line in launches)
 
 
@@ -33,7 +33,7 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     dry = _recipe(tmp_path, "--dry-run")
     assert dry.returncode == 0
     order = [line.split("]")[0][1:] for line in dry.stdout.splitlines()]
-    assert order == ["corpus", "prepare", "faces", "teachers", "targets", "cpc", "stage1", "syncnet", "sync-judge",
+    assert order == ["corpus", "prepare", "faces", "teachers", "targets", "cpc", "stage1", "stage1-aug", "syncnet", "sync-judge",
                      "stage2", "judge-faces", "judge", "attributes", "assemble", "familiarity", "evaluate", "assets"]
     assert "--sync-judge" in dry.stdout and "stage2-sync" not in dry.stdout
     sync = _recipe(tmp_path, "--dry-run", "--sync-loss", "1", "--sync-pull", "0.05")
@@ -45,7 +45,9 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     aug = _recipe(tmp_path, "--dry-run", "--sync-augment", "0.5").stdout.splitlines()
     sync_lines = [x for x in aug if x.startswith(("[syncnet]", "[sync-judge]"))]
     assert len(sync_lines) == 2 and all("--augment 0.5" in x for x in sync_lines)
-    assert not any("--augment" in x for x in dry.stdout.splitlines())
+    assert not any("--augment" in x for x in dry.stdout.splitlines() if x.startswith(("[syncnet]", "[sync-judge]")))
+    aug1 = next(x for x in dry.stdout.splitlines() if x.startswith("[stage1-aug]"))
+    assert "--augment 0.5" in aug1 and "--identity-from" in dry.stdout
     assert "--stage2 " + str(tmp_path / "runs" / "stage2-sync") in sync.stdout  # the bundle is the fine-tuned one
     assert "--identity-judge" in dry.stdout and "--nu-source student" in dry.stdout and "--traits 1" in dry.stdout
     many = _recipe(tmp_path, "--dry-run", "--seen", "300", "--unseen", "40", "--clips-per-actor", "8", "--traits", "2",
@@ -184,3 +186,38 @@ def test_emotion_swap_keeps_dtypes_when_a_counter_comes_first(tmp_path):
         ref = (a if k.startswith("s_id.") else b).state_dict()[k]
         if k != "speaker_keys":
             assert v.dtype == ref.dtype and torch.allclose(v.float(), ref.float()), k
+
+
+def test_bundle_takes_the_identity_student_from_another_run(tiny_model, tmp_path):
+    """--identity-from: S_id and the gallery from one stage-1 run, S_emo from the run stage 2 was trained on."""
+    import torch
+
+    from s2v.bundle import bundle
+    from s2v.gallery import Gallery
+    from s2v.students import Students
+
+    s1, aug = tmp_path / "s1", tmp_path / "aug"
+    shutil.copytree(tiny_model / "stage1", s1)
+    (s1 / "stage1.json").write_text(json.dumps({"cpc": "runs/cpc"}))
+    shutil.copytree(s1, aug)
+    base = Students.from_pretrained(s1 / "students")
+    torch.manual_seed(7)
+    other = Students(base.config)
+    other.save_pretrained(aug / "students")
+    g = Gallery.load(aug / "gallery")
+    g.voice = np.random.default_rng(2).normal(size=g.embeddings.shape).astype(np.float32)
+    g.save(aug / "gallery")
+    (aug / "metrics.json").write_text(json.dumps({"identity_top1_seen_test": 0.77}))
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model / "generator", run / "generator")
+    (run / "stage2.json").write_text(json.dumps({"stage1": str(s1), "settings": {}, "metrics": {}}))
+    index = bundle(run, None, None, tmp_path / "out", identity_from=aug)
+    assert index["parts"]["identity_student"] == str(aug) and index["stage1_metrics"]["identity_top1_seen_test"] == 0.77
+    got = Students.from_pretrained(tmp_path / "out" / "stage1" / "students")
+    for k, v in got.state_dict().items():
+        ref = (other if k.startswith("s_id.") else base).state_dict()[k]
+        assert torch.allclose(v.float(), ref.float().half().float(), atol=1e-3), k
+    assert np.allclose(Gallery.load(tmp_path / "out" / "stage1" / "gallery").voice, g.voice)
+    (aug / "stage1.json").write_text(json.dumps({"cpc": "runs/other-cpc"}))
+    with pytest.raises(ValueError, match="another CPC"):
+        bundle(run, None, None, tmp_path / "out2", identity_from=aug)

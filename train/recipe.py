@@ -1,5 +1,5 @@
 """The whole recipe, from nothing to the bundled model: corpus -> prepare -> faces -> teachers -> CPC ->
-stage 1 -> stage 2 -> sync expert -> held-out judges (emotion, identity and its sex and age classifiers) ->
+stage 1 (and stage1-aug) -> stage 2 -> sync expert -> held-out judges (emotion, identity and its sex and age classifiers) ->
 assembly of checkpoints/default -> evaluation -> app examples.
 
     python train/recipe.py                      # everything, resuming where it stopped
@@ -70,6 +70,13 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
                     "teacher-weighted", "--emo-input", "prosody", "--emo-speakers", "--max-steps", n(3000, 4),
                     "--batch-size", n(64, 4), *common, *resume],
          r / "stage1" / "metrics.json"),
+        # the same students trained on degraded copies too: the bundle's S_id (voices through a phone, a room or a
+        # codec still find their speaker); its S_emo stays stage1's (level is part of the corpus' emotions)
+        ("stage1-aug", [*LAUNCH, "train/stage1.py", "--data", str(prep), "--cpc", str(r / "cpc"), "--teachers",
+                        str(r / "teachers"), "--output-dir", str(r / "stage1-aug"), "--pool", "mean", "--distill",
+                        "teacher-weighted", "--emo-input", "prosody", "--emo-speakers", "--max-steps", n(3000, 4),
+                        "--batch-size", n(64, 4), "--augment", "0.5", "--augment-copies", n(2, 1), *common, *resume],
+         r / "stage1-aug" / "metrics.json"),
         ("syncnet", [*LAUNCH, "train/syncnet.py", "--data", str(prep), "--output-dir", str(r / "syncnet"),
                      "--max-steps", n(1500, 4), "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2),
                      *sync_tiny, *common, *resume], r / "syncnet" / "metrics.json"),
@@ -100,7 +107,8 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
         ("attributes", [PY, "-m", "s2v.attributes", "--faces", str(judge_faces), "--judge", str(r / "judge")],
          r / "judge" / "attributes" / "attributes.json"),
         ("assemble", [PY, "-m", "s2v.bundle", "--stage2", str(final), "--teachers", str(r / "teachers"),
-                      "--syncnet", str(r / "syncnet"), "--out", str(a.bundle)], Path(a.bundle) / "model_index.json"),
+                      "--syncnet", str(r / "syncnet"), "--identity-from", str(r / "stage1-aug"), "--out", str(a.bundle)],
+         Path(a.bundle) / "model_index.json"),
         # how far a voice is from the training voices: the emotion read-out says "uncertain" beyond it
         ("familiarity", [PY, "-m", "s2v.familiar", "--data", str(prep), "--model", str(a.bundle)],
          Path(a.bundle) / "stage1" / "familiarity" / "familiarity.json"),
