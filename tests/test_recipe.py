@@ -68,6 +68,13 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     assert bad.returncode == 2 and "unknown step" in bad.stderr
 
 
+def _stage2_run(tiny_model, stage1, run):
+    """A finished-looking stage-2 run folder: the tiny generator and a stage2.json naming `stage1`."""
+    shutil.copytree(tiny_model / "generator", run / "generator")
+    (run / "stage2.json").write_text(json.dumps({"stage1": str(stage1), "settings": {}, "metrics": {}}))
+    return run
+
+
 def test_bundle_loads_in_float16_and_matches(tiny_model, tiny_prep, tmp_path, speech_wav):
     from safetensors import safe_open
 
@@ -121,9 +128,7 @@ def test_bundle_takes_the_emotion_student_from_another_stage1(tiny_model, tmp_pa
     new = Students(dataclasses.replace(old.config, emo_level=True))
     new.save_pretrained(e1 / "students")
     (e1 / "metrics.json").write_text(json.dumps({"emotion_accuracy_seen_test": 0.5}))
-    run = tmp_path / "run"
-    shutil.copytree(tiny_model / "generator", run / "generator")
-    (run / "stage2.json").write_text(json.dumps({"stage1": str(s1), "settings": {}, "metrics": {}}))
+    run = _stage2_run(tiny_model, s1, tmp_path / "run")
     index = bundle(run, None, None, tmp_path / "out", emotion_from=e1)
     assert index["stage1_metrics"]["emotion_accuracy_seen_test"] == 0.5 and index["parts"]["emotion_student"] == str(e1)
     got = Speech2Video.from_pretrained(tmp_path / "out", device="cpu").students
@@ -208,9 +213,7 @@ def test_bundle_takes_the_identity_student_from_another_run(tiny_model, tmp_path
     g.voice = np.random.default_rng(2).normal(size=g.embeddings.shape).astype(np.float32)
     g.save(aug / "gallery")
     (aug / "metrics.json").write_text(json.dumps({"identity_top1_seen_test": 0.77}))
-    run = tmp_path / "run"
-    shutil.copytree(tiny_model / "generator", run / "generator")
-    (run / "stage2.json").write_text(json.dumps({"stage1": str(s1), "settings": {}, "metrics": {}}))
+    run = _stage2_run(tiny_model, s1, tmp_path / "run")
     index = bundle(run, None, None, tmp_path / "out", identity_from=aug)
     assert index["parts"]["identity_student"] == str(aug) and index["stage1_metrics"]["identity_top1_seen_test"] == 0.77
     got = Students.from_pretrained(tmp_path / "out" / "stage1" / "students")
