@@ -258,6 +258,17 @@ def main(argv=None) -> int:
             for it in manifest["no_speech"]]
     nosp.append({"id": "room-tone", "what": "3 s of hiss at -60 dBFS", **r.run(room)})
 
+    # the attribute judge on each seen actor's real still: its own error on the faces a voice can recall
+    still_sex = {}
+    if r.judges.attributes is not None:
+        from s2v.attributes import attribute_features
+
+        ids = sorted(actors, key=str)
+        feats = attribute_features(r.judges.id2, np.stack([data.still(a) for a in ids]), r.device)
+        still_sex = dict(zip(ids, map(str, r.judges.attributes.predict(feats)["sex"])))
+    for x in real:
+        if not x["no_speech"]:
+            x["still_pred_sex"] = still_sex.get(x["nearest"])
     report = summarise(real, corpus, nosp, sex_of)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -319,6 +330,7 @@ def summarise(real, corpus, nosp, sex_of) -> dict:
         "clips": len(real), "clips_with_speech": len(spoken), "speakers": len(speakers),
         "face_sex_judge": _share([x.get("pred_sex") == x["sex"] for x in spoken]),
         "nearest_actor_sex": _share([sex_of.get(x["nearest"]) == x["sex"] for x in spoken]),
+        "judge_on_nearest_still": _share([x["still_pred_sex"] == x["sex"] for x in spoken if x.get("still_pred_sex")]),
         "distinct_faces": len({x["nearest"] for x in spoken}),
         "most_common_face": top_face,
         "most_common_face_speaker_share": (list(faces_of.values()).count(top_face) / len(faces_of)) if faces_of else None,
@@ -337,6 +349,7 @@ def summarise(real, corpus, nosp, sex_of) -> dict:
         ["clips with speech / clips", f"{len(spoken)} / {len(real)}", "all"],
         ["face sex = speaker's (attribute judge)", s["face_sex_judge"], "≥ 0.90"],
         ["nearest seen actor's sex = speaker's", s["nearest_actor_sex"], ""],
+        ["the judge on that actor's real still = speaker's (the judge's own error)", s["judge_on_nearest_still"], ""],
         ["distinct faces (nearest seen actor) over speakers", f"{s['distinct_faces']} over {len(speakers)}", ""],
         ["speakers whose usual face is the most common one", s["most_common_face_speaker_share"], "≤ 0.33"],
         ["mouth motion / corpus voices' at the same loudness", s["mouth_ratio"], "≥ 0.70"],
