@@ -25,7 +25,7 @@ def test_recipe_gives_trainers_every_core(tmp_path):
     for env, want in [({"OMP_NUM_THREADS": "3"}, "3"), ({}, str(os.cpu_count()))]:
         dry = _recipe(tmp_path, "--dry-run", env={**base, **env})
         launches = [line for line in dry.stdout.splitlines() if "accelerate.commands.launch" in line]
-        assert len(launches) == 8
+        assert len(launches) == 9
         assert all(f"--num_cpu_threads_per_process {want} " in line for line in launches)
 
 
@@ -34,13 +34,16 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     assert dry.returncode == 0
     order = [line.split("]")[0][1:] for line in dry.stdout.splitlines()]
     assert order == ["corpus", "prepare", "faces", "teachers", "targets", "cpc", "stage1", "stage1-aug", "syncnet", "sync-judge",
-                     "stage2", "judge-faces", "judge", "attributes", "assemble", "familiarity", "evaluate", "assets"]
-    assert "--sync-judge" in dry.stdout and "stage2-sync" not in dry.stdout
+                     "stage2", "stage2-sync", "judge-faces", "judge", "attributes", "assemble", "familiarity", "evaluate", "assets"]
+    assert "--sync-judge" in dry.stdout and "[stage2-sync]" in dry.stdout  # the bundle is fine-tuned with the loss
+    plain = _recipe(tmp_path, "--dry-run", "--sync-loss", "0")
+    assert "stage2-sync" not in plain.stdout and "--stage2 " + str(tmp_path / "runs" / "stage2") + " " in plain.stdout
     sync = _recipe(tmp_path, "--dry-run", "--sync-loss", "1", "--sync-pull", "0.05")
     order = [line.split("]")[0][1:] for line in sync.stdout.splitlines()]
     assert order[order.index("stage2") + 1] == "stage2-sync"
     line = next(x for x in sync.stdout.splitlines() if x.startswith("[stage2-sync]"))
     assert "--lambda-sync-expert 1.0" in line and "--sync-pull 0.05" in line and "--no-d-sync" in line
+    assert line.split("--lambda-lower ")[-1].startswith("20.0")  # the last --lambda-lower is the one argparse keeps
     assert "--init-generator" in line
     aug = _recipe(tmp_path, "--dry-run", "--sync-augment", "0.5").stdout.splitlines()
     sync_lines = [x for x in aug if x.startswith(("[syncnet]", "[sync-judge]"))]
