@@ -162,22 +162,14 @@ class Runner:
             res = self.pipe(wav)
         except NoSpeechError:
             return {"no_speech": True}
-        from s2v.features import AudioFeatures
-        from s2v.labels import EMOTION_NAMES, EMOTIONS
-
         s = self.judges.score(res.frames, res.audio, res.fps)
         s.pop("_embedding", None)
         top = max(res.emotion, key=res.emotion.get)
-        # the students' own read-out, before the familiarity check blends it
-        c, _, mu = AudioFeatures.compute(self.pipe.cpc, self.pipe.students, res.audio, self.device)
-        raw = np.exp(mu - mu.max())
-        raw /= raw.sum()
-        fam = self.pipe.familiarity
+        raw = max(res.voice_emotion, key=res.voice_emotion.get)  # the students' own, before the familiarity check
         return {"no_speech": False, "voice_top1": res.identity[0][0] if res.identity else None,
                 "emotion": res.emotion, "uncertain": res.unfamiliar is not None,
                 "emotion_top": "uncertain" if res.unfamiliar else top, "emotion_p": res.emotion[top],
-                "raw_top": EMOTION_NAMES[EMOTIONS[int(raw.argmax())]], "raw_p": float(raw.max()),
-                "familiarity": fam.distance(c) / fam.threshold if fam is not None else None,
+                "raw_top": raw, "raw_p": res.voice_emotion[raw], "familiarity": res.familiarity,
                 "mouth": mouth_motion(res.frames), "level": speech_level(res.audio), **s}
 
 

@@ -42,7 +42,11 @@ class Familiarity:
 
     def distance(self, c: np.ndarray) -> float:
         """Mahalanobis distance of a clip's CPC statistics (c: (T, H)) from the training voices'."""
-        z = statistics(c) - self.mean
+        return self.distance_of(statistics(c))
+
+    def distance_of(self, stats: np.ndarray) -> float:
+        """The same from the (2H,) statistics themselves."""
+        z = np.asarray(stats, np.float64) - self.mean
         return float(np.sqrt(max(z @ self.precision @ z, 0.0)))
 
     def confidence(self, distance: float) -> float:
@@ -74,7 +78,7 @@ def fit(train: np.ndarray, held_out: np.ndarray, shrink: float = SHRINK, quantil
     cov = np.cov(train.T)
     cov = (1 - shrink) * cov + shrink * np.trace(cov) / len(cov) * np.eye(len(cov))
     fam = Familiarity(mean, np.linalg.inv(cov), 1.0, dict(info or {}))
-    d = np.array([np.sqrt(max((x - mean) @ fam.precision @ (x - mean), 0.0)) for x in np.asarray(held_out, np.float64)])
+    d = np.array([fam.distance_of(x) for x in held_out])
     fam.threshold = float(np.quantile(d, quantile))
     fam.info.update(shrink=shrink, quantile=quantile, train_clips=len(train), held_out_clips=len(held_out),
                     held_out_median=float(np.median(d)))

@@ -38,7 +38,8 @@ class Result:
     mu: np.ndarray = None
     notices: list[str] = field(default_factory=list)
     unfamiliar: str | None = None  # why the emotion read-out is uncertain (s2v.familiar), else None
-    voice_emotion: dict[str, float] = None  # the voice's own read-out, before any override
+    voice_emotion: dict[str, float] = None  # the students' own read-out, before the familiarity check and override
+    familiarity: float | None = None  # the voice's distance from the training voices / the threshold (s2v.familiar)
 
     def write_mp4(self, path: str | os.PathLike, upscale: int | None = 256) -> Path:
         """MP4 (H.264 + AAC, browser-playable) with the speech as its sound."""
@@ -151,25 +152,23 @@ class Speech2Video:
         x = torch.from_numpy(wav)[None].to(self.device)
         c, _ = self.cpc(x)
         nu, mu = self.students.infer(c, x)
-        probs = torch.softmax(mu, -1)[0]
-        unfamiliar = None
+        own = drawn = torch.softmax(mu, -1)[0]
+        unfamiliar = familiarity = None
         if self.familiarity is not None:  # a voice unlike the training voices: the read-out blends to uniform
             dist = self.familiarity.distance(c[0].float().cpu().numpy())
-            conf = self.familiarity.confidence(dist)
+            familiarity, conf = dist / self.familiarity.threshold, self.familiarity.confidence(dist)
             if conf < 1:
                 unfamiliar = (f"this voice is unlike the voices the model learned from (distance "
-                              f"{dist / self.familiarity.threshold:.1f}× the corpus voices' 99th percentile): "
+                              f"{familiarity:.1f}× the corpus voices' 99th percentile): "
                               f"the emotion read-out is uncertain (confidence {conf:.2f})")
-                probs = conf * probs + (1 - conf) / probs.numel()
-                mu = torch.log(probs)[None] + mu.logsumexp(-1, keepdim=True)
-        drawn = probs
+                drawn = conf * drawn + (1 - conf) / drawn.numel()
         if emotion and emotion_weight > 0:
             target = torch.tensor([float(emotion.get(e, emotion.get(EMOTION_NAMES[e], 0.0))) for e in EMOTIONS],
                                   device=self.device)
             if target.sum() > 0:
-                target = target / target.sum()
-                drawn = (1 - emotion_weight) * probs + emotion_weight * target
-                mu = torch.log(drawn.clamp_min(1e-6))[None] + (mu.logsumexp(-1, keepdim=True))
+                drawn = (1 - emotion_weight) * drawn + emotion_weight * target / target.sum()
+        if drawn is not own:  # the generator draws what the bars show
+            mu = torch.log(drawn.clamp_min(1e-6))[None] + mu.logsumexp(-1, keepdim=True)
         identity = []
         if self.gallery is not None:
             sims = self.gallery.similarity(nu.cpu().numpy())[0]
@@ -184,6 +183,6 @@ class Speech2Video:
         frames = generate_clip(self.generator, c[0], nu[0], mu[0], n, self.fps)
         frames = to_uint8(frames)
         emo = {EMOTION_NAMES[e]: float(p) for e, p in zip(EMOTIONS, drawn.tolist())}
-        voice = {EMOTION_NAMES[e]: float(p) for e, p in zip(EMOTIONS, probs.tolist())}
+        voice = {EMOTION_NAMES[e]: float(p) for e, p in zip(EMOTIONS, own.tolist())}
         return Result(frames, self.fps, wav, emo, identity, nu[0].cpu().numpy(), mu[0].cpu().numpy(), notices,
-                      unfamiliar, voice)
+                      unfamiliar, voice, familiarity)

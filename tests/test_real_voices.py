@@ -191,7 +191,8 @@ def test_an_unfamiliar_voice_gets_an_uncertain_emotion(tiny_model, tiny_prep, sp
     assert r.unfamiliar is None and r.emotion == pytest.approx(base.emotion, abs=1e-5)
     pipe.familiarity = Familiarity(statistics(c) + 10, np.eye(2 * c.shape[1]), 1.0)  # far from any voice it knows
     r = pipe(speech_wav)
-    assert r.unfamiliar and "uncertain" in r.unfamiliar
+    assert r.unfamiliar and "uncertain" in r.unfamiliar and r.familiarity > 2
+    assert r.voice_emotion == pytest.approx(base.emotion, abs=1e-5)  # the students' own read-out is kept
     assert list(r.emotion.values()) == pytest.approx([1 / 6] * 6, abs=1e-5)
     assert np.allclose(torch.softmax(torch.from_numpy(r.mu), -1).numpy(), 1 / 6, atol=1e-5)  # what was drawn
 
