@@ -121,12 +121,14 @@ def _examples(kind: str) -> list[str]:
     return sorted(str(p) for p in d.glob("*.wav")) if d.is_dir() else []
 
 
-def _intro(recalls: bool) -> str:
+def _intro(recalls: bool, speaker: bool = False) -> str:
     """What the model does with a voice it never heard, as the loaded model does it."""
     if recalls:
+        by = (" (the seen speaker who sounds most like it, by a speaker encoder trained on real recorded speech)"
+              if speaker else "")
         return ("Record or upload speech. The model infers the emotion in the voice and which seen faces it recalls, "
                 "then draws the face speaking. Seen voices are training speakers; an unseen voice (yours) gets the "
-                "nearest face it knows.")
+                f"nearest face it knows{by}.")
     return ("Record or upload speech. The model infers the emotion in the voice and a face embedding from it, then "
             "draws that face speaking. Seen voices are training speakers; an unseen voice (yours) gets a face of its "
             "own, imagined from what a voice tells (sex, age, build), not a copy of a training face. The bars show "
@@ -136,7 +138,7 @@ def _intro(recalls: bool) -> str:
 def build() -> gr.Blocks:
     recalls = pipeline().recall is not None
     with gr.Blocks(title="s2v: a talking face from speech alone") as demo:
-        gr.Markdown("# s2v — a talking face from speech alone\n" + _intro(recalls))
+        gr.Markdown("# s2v — a talking face from speech alone\n" + _intro(recalls, pipeline().speaker is not None))
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column():

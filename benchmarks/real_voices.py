@@ -23,7 +23,8 @@ each pixel's standard deviation over the clip's frames; how far the mouth opens 
 loudness": a line fitted to the corpus clips' mouth motion against their speech level (dBFS, over the
 VAD's speech), each clip at -10, 0 and +10 dB, read at the real clip's level.
 
-Prints the tables and writes OUT/real_voices.json and OUT/real_voices.md. ± is the bootstrap standard
+Prints the tables and writes OUT/real_voices.json, OUT/real_voices.md and OUT/faces.png (the face each real
+clip gets). ± is the bootstrap standard
 error over clips.
 """
 from __future__ import annotations
@@ -154,7 +155,7 @@ class Runner:
         self.judges = Judges(_find(model, "teachers"), _find(model, "syncnet", required=False), self.pipe.gallery,
                              self.device, args.emotion_judge, args.identity_judge, args.sync_judge)
 
-    def run(self, wav: np.ndarray) -> dict:
+    def run(self, wav: np.ndarray, keep_frame: bool = False) -> dict:
         """Generate a clip for `wav` and score it; {"no_speech": True} when the VAD finds no voice."""
         from s2v.audio import NoSpeechError
 
@@ -164,6 +165,8 @@ class Runner:
             return {"no_speech": True}
         s = self.judges.score(res.frames, res.audio, res.fps)
         s.pop("_embedding", None)
+        if keep_frame:  # the middle frame, for the faces figure (taken out before the JSON is written)
+            s["_frame"] = res.frames[len(res.frames) // 2]
         top = max(res.emotion, key=res.emotion.get)
         raw = max(res.voice_emotion, key=res.voice_emotion.get)  # the students' own, before the familiarity check
         return {"no_speech": False, "voice_top1": res.identity[0][0] if res.identity else None,
@@ -171,6 +174,25 @@ class Runner:
                 "emotion_top": "uncertain" if res.unfamiliar else top, "emotion_p": res.emotion[top],
                 "raw_top": raw, "raw_p": res.voice_emotion[raw], "familiarity": res.familiarity,
                 "mouth": mouth_motion(res.frames), "level": speech_level(res.audio), **s}
+
+
+def save_faces(path: Path, rows: list[dict], size: int = 128) -> None:
+    """The face each real clip gets (its middle frame), labelled with the clip and the speaker's sex."""
+    from PIL import Image, ImageDraw
+
+    rows = [r for r in rows if r.get("_frame") is not None]
+    if not rows:
+        return
+    top = 14
+    img = Image.new("RGB", (size * len(rows), size + top), "white")
+    draw = ImageDraw.Draw(img)
+    for j, r in enumerate(rows):
+        img.paste(Image.fromarray(r["_frame"]).resize((size, size), Image.BICUBIC), (j * size, top))
+        draw.text((j * size + 2, 1), f"{r['id']} ({r['sex'][:1]})", fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    for r in rows:
+        r.pop("_frame")
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -225,8 +247,9 @@ def main(argv=None) -> int:
     # 1. real speech
     real = []
     for item in tqdm(manifest["speech"], desc="real voices"):
-        s = r.run(load_audio(paths[item["id"]], max_seconds=None))
+        s = r.run(load_audio(paths[item["id"]], max_seconds=None), keep_frame=True)
         real.append({**{k: item[k] for k in ("id", "speaker", "sex", "neutral")}, **s})
+    save_faces(Path(args.out) / "faces.png", real)
 
     # 2-3. corpus voices: clean, at ±10 dB, degraded
     corpus = []

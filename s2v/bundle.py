@@ -210,6 +210,28 @@ def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path 
     return index
 
 
+def add_part(model_dir: str | Path, part: str, description: str) -> None:
+    """Record a part written into an assembled model folder after `bundle` (e.g. `stage1/speaker` by
+    `python -m s2v.speaker`): its size in model_index.json (and the total) and its line in the card's Parts.
+    Folders without a model_index.json (a training run, a test model) are left alone."""
+    d = Path(model_dir)
+    index_path = d / "model_index.json"
+    if not index_path.exists():
+        return
+    index = json.loads(index_path.read_text())
+    size = sum(f.stat().st_size for f in (d / part).rglob("*") if f.is_file())
+    index.setdefault("bytes", {})[part] = size
+    index["total_mb"] = round(sum(index["bytes"].values()) / 2 ** 20, 2)
+    index_path.write_text(json.dumps(index, indent=1))
+    card = d / CARD
+    if card.exists():
+        line = f"- `{part}` ({size / 2 ** 20:.1f} MB): {description}"
+        lines = [x for x in card.read_text().splitlines() if not x.startswith(f"- `{part}` ")]
+        parts = [i for i, x in enumerate(lines) if x.startswith("- `")]
+        at = parts[-1] + 1 if parts else len(lines)
+        card.write_text("\n".join(lines[:at] + [line] + lines[at:]) + "\n")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m s2v.bundle", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -239,7 +239,7 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
             c, nu, mu = (torch.from_numpy(x).to(device) for x in AudioFeatures.compute(pipe.cpc, pipe.students, audio,
                                                                                        device))
             others = [a for a in same_split if a != actor] or [a for a in data.actors if a != actor]
-            nus = {"s2v": pipe.identity(nu[None])[0], "s2v-raw-nu": nu}
+            nus = {"s2v": pipe.identity(nu[None], audio)[0], "s2v-raw-nu": nu}
             if "s2v-recall" in methods:
                 nus["s2v-recall"] = torch.from_numpy(pipe.gallery.recall(nu[None].cpu().numpy(), recall_t)[0]).to(device)
             if baselines:

@@ -122,6 +122,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     fam = fit_model(args.data, args.model, args.clips, args.seed)
+    from .bundle import add_part
+
+    add_part(args.model, "stage1/familiarity", "how far a voice's CPC statistics are from the training voices' "
+             "(`python -m s2v.familiar`); beyond the threshold the emotion read-out is marked uncertain")
     print(json.dumps({"threshold": fam.threshold, **fam.info}))
     return 0
 

@@ -96,6 +96,7 @@ class Speech2Video:
         self.source = ""  # where from_pretrained found the model
         self.vad = True  # refuse input without speech (s2v.vad); False feeds any sound to the model
         self.familiarity = None  # s2v.familiar.Familiarity: how far a voice is from the training voices
+        self.speaker = None  # s2v.speaker.SpeakerEncoder: recall by a speaker encoder trained on real speech
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None, device: str | None = None, fps: int = 30,
@@ -120,12 +121,27 @@ class Speech2Video:
             from .familiar import Familiarity
 
             pipe.familiarity = Familiarity.load(s1 / "familiarity")
+        if gallery is not None and (s1 / "speaker" / "config.json").exists():
+            from .speaker import SpeakerEncoder
+
+            speaker = SpeakerEncoder.from_pretrained(s1 / "speaker")
+            if list(speaker.config.ids) != list(gallery.ids):
+                raise ValueError(f"{s1 / 'speaker'} holds keys for other actors than {s1 / 'gallery'}: "
+                                 "run python -m s2v.speaker again")
+            pipe.speaker = speaker.to(pipe.device).eval()
         return pipe
 
-    def identity(self, nu: torch.Tensor) -> torch.Tensor:
-        """The ν the generator gets for a voice's ν (B, D): recalled onto the seen actors, or as is."""
+    def identity(self, nu: torch.Tensor, wav: np.ndarray | None = None,
+                 embedding: np.ndarray | None = None) -> torch.Tensor:
+        """The ν the generator gets for a voice's ν (B, D): recalled onto the seen actors, or as is. With a
+        speaker encoder (`s2v.speaker`) and the voice's waveform `wav` (or its `embedding`; then B = 1), the
+        seen actors are weighed by the encoder's similarity instead of S_id's."""
         if self.recall is None:
             return nu
+        if self.speaker is not None and (wav is not None or embedding is not None):
+            e = self.speaker.embed(wav) if embedding is None else embedding
+            ref = self.gallery.embeddings if self.gallery.voice is None else self.gallery.voice
+            return torch.from_numpy(self.speaker.weights(e) @ ref)[None].to(nu.device, nu.dtype)
         return torch.from_numpy(self.gallery.recall(nu.float().cpu().numpy(), self.recall)).to(nu.device)
 
     @torch.no_grad()
@@ -171,14 +187,15 @@ class Speech2Video:
             mu = torch.log(drawn.clamp_min(1e-6))[None] + mu.logsumexp(-1, keepdim=True)
         identity = []
         if self.gallery is not None:
-            sims = self.gallery.similarity(nu.cpu().numpy())[0]
+            spk = self.speaker.embed(wav) if self.speaker is not None else None
+            sims = self.gallery.similarity(nu.cpu().numpy())[0] if spk is None else self.speaker.similarity(spk)
             identity = sorted(zip(self.gallery.ids, map(float, sims)), key=lambda p: -p[1])
             if actor is not None:
                 if actor not in self.gallery.ids:
                     raise ValueError(f"unknown actor {actor!r}; seen actors: {', '.join(self.gallery.ids)}")
                 nu = torch.from_numpy(self.gallery.embeddings[self.gallery.ids.index(actor)])[None].to(self.device)
             else:
-                nu = self.identity(nu)
+                nu = self.identity(nu, embedding=spk)
         n = num_frames(wav.size, self.fps)
         frames = generate_clip(self.generator, c[0], nu[0], mu[0], n, self.fps)
         frames = to_uint8(frames)

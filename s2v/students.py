@@ -17,8 +17,8 @@ from .audio import CPC_HOP
 from .modeling import Pretrained
 
 LAMBDA = 0.025
-EMO_INPUTS = ("omega", "prosody")
-N_PROSODY = 8  # loudness statistics of `prosody`
+EMO_INPUTS = ("omega", "prosody", "prosody-rel")
+N_PROSODY = 8  # loudness statistics of `prosody` (and of `relative_prosody`)
 VOICED_NEPERS = 3.0  # a 10 ms frame is voiced when its log RMS is within this of the clip's loudest (~26 dB)
 
 
@@ -54,7 +54,9 @@ class StudentsConfig:
     dropout: float = 0.1
     emo_level: bool = False  # beyond the paper: S_emo also reads the input's loudness (log RMS, `audio_level`)
     # beyond the paper: "omega" = S_emo reads ω (as S_id); "prosody" = the mean and std of c_t over the voiced
-    # frames plus N_PROSODY loudness statistics (`prosody`), the input normalised by running statistics
+    # frames plus N_PROSODY loudness statistics (`prosody`), the input normalised by running statistics;
+    # "prosody-rel" = the same with statistics that do not change with the input's gain, nor with silence
+    # trimmed off its ends (`relative_prosody`): the microphone's level is not the speaker's emotion
     emo_input: str = "omega"
     # beyond the paper: > 0 = S_emo also reads its input minus the speaker's own average (emotion is a departure
     # from how that speaker usually sounds): the average of the emo_speakers seen actors, weighted by
@@ -67,13 +69,13 @@ class StudentsConfig:
             raise ValueError(f"pool must be 'last' or 'mean', got {self.pool!r}")
         if self.emo_input not in EMO_INPUTS:
             raise ValueError(f"emo_input must be one of {EMO_INPUTS}, got {self.emo_input!r}")
-        if self.emo_input == "prosody" and self.emo_level:
+        if self.emo_input.startswith("prosody") and self.emo_level:
             raise ValueError("emo_level is for emo_input='omega'; 'prosody' already reads the loudness")
 
     @property
     def emo_features(self) -> int:
         """Size of S_emo's input before speaker normalisation (`Students.emotion_input`)."""
-        if self.emo_input == "prosody":
+        if self.emo_input.startswith("prosody"):
             return 2 * self.in_dim + N_PROSODY
         return self.in_dim + int(self.emo_level)
 
@@ -94,7 +96,8 @@ class Students(Pretrained):
         self.config = config
         self.s_id = _mlp(config.in_dim, config.hidden, config.id_dim, config.dropout)
         d = config.emo_features * (2 if config.emo_speakers else 1)
-        self.emo_norm = nn.BatchNorm1d(d, affine=False) if config.emo_input == "prosody" else nn.Identity()
+        self.emo_norm = (nn.BatchNorm1d(d, affine=False) if config.emo_input.startswith("prosody")
+                         else nn.Identity())
         self.s_emo = _mlp(d, config.hidden, config.emo_dim, config.dropout)
         if config.emo_speakers:
             self.register_buffer("speaker_keys", torch.zeros(config.emo_speakers, config.id_dim))
@@ -128,13 +131,14 @@ class Students(Pretrained):
             w = self.omega(c, lengths)
             return torch.cat([w, audio_level(wav, n_samples).to(w.dtype)], 1) if self.config.emo_level else w
         level = frame_level(wav, t)
+        stats = relative_prosody if self.config.emo_input == "prosody-rel" else prosody
         rows = []
         for j in range(b):
             n = int(lengths[j])
             cj, lj = c[j, :n].float(), level[j, :n]
             voiced = lj > lj.max() - VOICED_NEPERS
             cv = cj[voiced]
-            rows.append(torch.cat([cv.mean(0), cv.std(0, unbiased=False), prosody(lj)]))
+            rows.append(torch.cat([cv.mean(0), cv.std(0, unbiased=False), stats(lj)]))
         return torch.stack(rows).to(c.dtype)
 
     def speaker_weights(self, nu: torch.Tensor) -> torch.Tensor:
@@ -201,6 +205,34 @@ def prosody(level: torch.Tensor) -> torch.Tensor:
     q = torch.quantile(lv, torch.tensor([0.9, 0.1], device=level.device))
     return torch.stack([lv.mean(), lv.std(unbiased=False), q[0], q[1], voiced.float().mean(),
                         level.new_tensor(level.numel() / 100), change, mod]).to(level.dtype)
+
+
+def relative_prosody(level: torch.Tensor) -> torch.Tensor:
+    """(N_PROSODY,) loudness statistics of one clip's frame levels (T,) that a gain does not change (all are
+    differences of log levels, the voiced frames are those within VOICED_NEPERS of the loudest) and that
+    silence before the first and after the last voiced frame does not change (all are taken over that span):
+    the voiced frames' mean, 10th and 50th percentiles less their 90th; their std; the voiced share of the span;
+    voiced onsets per second of span (syllable rate); the mean |frame-to-frame change| within voiced stretches;
+    the 4-8 Hz share of the span's level modulation spectrum (tremolo)."""
+    voiced = level > level.max() - VOICED_NEPERS
+    idx = voiced.nonzero()[:, 0]
+    # floored at 2 x VOICED_NEPERS below the loudest, so that digital silence (a fixed log floor) reads as quiet as
+    # a noise floor that moves with the gain
+    span = level[int(idx[0]):int(idx[-1]) + 1].clamp_min(level.max() - 2 * VOICED_NEPERS)
+    voiced = span > level.max() - VOICED_NEPERS
+    lv = span[voiced]
+    q = torch.quantile(lv, torch.tensor([0.9, 0.5, 0.1], device=level.device))
+    step = voiced[1:] & voiced[:-1]
+    change = (span[1:] - span[:-1]).abs()[step].sum() / step.sum().clamp_min(1)
+    onsets = (voiced[1:] & ~voiced[:-1]).sum() + 1
+    x = span - span.mean()
+    spectrum = torch.fft.rfft(x).abs()
+    f = torch.fft.rfftfreq(x.numel(), 1 / 100).to(level.device)
+    band, rest = spectrum[(f > 4) & (f < 8)], spectrum[f > 0.5]
+    mod = band.mean() / (rest.mean() + 1e-6) if band.numel() and rest.numel() else level.new_zeros(())
+    seconds = span.numel() / 100
+    return torch.stack([lv.mean() - q[0], q[2] - q[0], q[1] - q[0], lv.std(unbiased=False), voiced.float().mean(),
+                        onsets / seconds, change, mod]).to(level.dtype)
 
 
 def audio_level(wav: torch.Tensor, n_samples: torch.Tensor | None = None) -> torch.Tensor:

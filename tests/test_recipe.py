@@ -34,7 +34,7 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     assert dry.returncode == 0
     order = [line.split("]")[0][1:] for line in dry.stdout.splitlines()]
     assert order == ["corpus", "prepare", "faces", "teachers", "targets", "cpc", "stage1", "stage1-aug", "syncnet", "sync-judge",
-                     "stage2", "stage2-sync", "judge-faces", "judge", "attributes", "assemble", "familiarity", "evaluate", "assets"]
+                     "stage2", "stage2-sync", "judge-faces", "judge", "attributes", "assemble", "familiarity", "speaker", "evaluate", "assets"]
     assert "--sync-judge" in dry.stdout and "[stage2-sync]" in dry.stdout  # the bundle is fine-tuned with the loss
     plain = _recipe(tmp_path, "--dry-run", "--sync-loss", "0")
     assert "stage2-sync" not in plain.stdout and "--stage2 " + str(tmp_path / "runs" / "stage2") + " " in plain.stdout
@@ -110,6 +110,22 @@ def test_bundle_loads_in_float16_and_matches(tiny_model, tiny_prep, tmp_path, sp
     index = bundle(run, None, None, out, identity="voice")
     assert index["identity"] == "voice" and Speech2Video.from_pretrained(out, device="cpu").recall is None
     assert Speech2Video.from_pretrained(out, device="cpu", recall=0.05).recall == 0.05
+    # parts written after assembly (python -m s2v.speaker, s2v.familiar) are recorded in the index and card, once
+    import torch
+
+    from s2v.speaker import SpeakerEncoder
+    from s2v.speaker import main as speaker_main
+
+    torch.save({"model_state": {k: v for k, v in SpeakerEncoder().state_dict().items() if k != "keys"}},
+               tmp_path / "pretrained.pt")
+    total = json.loads((out / "model_index.json").read_text())["total_mb"]
+    for _ in range(2):
+        assert speaker_main(["--data", str(tiny_prep), "--model", str(out), "--weights", str(tmp_path / "pretrained.pt")]) == 0
+    index = json.loads((out / "model_index.json").read_text())
+    spk = sum(f.stat().st_size for f in (out / "stage1" / "speaker").iterdir())
+    assert index["bytes"]["stage1/speaker"] == spk and index["total_mb"] == pytest.approx(total + spk / 2 ** 20, abs=0.01)
+    card = (out / "README.md").read_text()
+    assert card.count("- `stage1/speaker` (") == 1 and card.index("stage1/speaker") < card.index("## Stage 1 metrics")
 
 
 def test_bundle_takes_the_emotion_student_from_another_stage1(tiny_model, tmp_path):

@@ -230,6 +230,38 @@ def test_prosody_statistics():
     assert lv[0, 3] < -10  # past the end: silence
 
 
+def test_relative_prosody_ignores_gain_and_trimmed_silence():
+    """--emo-input prosody-rel: the statistics do not move when the clip is louder or quieter, or when silence
+    is cut off or added at its ends; they do move with how the level varies."""
+    from s2v.students import N_PROSODY, frame_level, relative_prosody
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(16000 * 2) / 16000
+    # speech-like: bursts of noise (syllables) at 4 Hz with a 6 Hz tremolo, in silence
+    bursts = (torch.sin(2 * math.pi * 4 * t) > 0).float() * (1 + 0.3 * torch.sin(2 * math.pi * 6 * t))
+    speech = 0.1 * bursts * torch.randn(t.numel(), generator=g)
+    clip = torch.cat([torch.zeros(4000), speech, torch.zeros(8000)])
+
+    def stats(x):
+        return relative_prosody(frame_level(x[None], x.numel() // 160)[0])
+
+    p = stats(clip)
+    assert p.shape == (N_PROSODY,) and torch.isfinite(p).all()
+    assert torch.allclose(stats(clip * 10 ** (10 / 20)), p, atol=1e-4)  # +10 dB
+    assert torch.allclose(stats(clip * 10 ** (-10 / 20)), p, atol=1e-4)  # -10 dB
+    assert torch.allclose(stats(speech), p, atol=1e-4)  # the silence at both ends cut off
+    assert torch.allclose(stats(torch.cat([torch.zeros(16000), clip])), p, atol=1e-4)  # a second more of it
+    onsets = p[5]  # voiced onsets per second of speech: the 4 Hz bursts
+    assert 3.5 < float(onsets) < 4.6
+    steady = 0.1 * torch.randn(t.numel(), generator=g)
+    q = stats(steady)
+    assert q[4] > p[4] and q[7] < p[7]  # more of the span voiced; less 4-8 Hz modulation than the tremolo
+    s = Students(StudentsConfig(in_dim=8, id_dim=4, emo_dim=6, hidden=16, emo_input="prosody-rel"))
+    assert s.config.emo_features == 2 * 8 + N_PROSODY
+    e = s.emotion_input(torch.randn(1, clip.numel() // 160, 8), clip[None])
+    assert torch.allclose(e[0, 16:], p, atol=1e-5)
+
+
 def test_prosody_students_mask_padding_and_take_off_the_speaker():
     """--emo-input prosody --emo-speakers: the input ignores padding; μ depends on whose average is taken off,
     and by default that is the seen actor nearest the voice's ν."""

@@ -1,6 +1,6 @@
 """The whole recipe, from nothing to the bundled model: corpus -> prepare -> faces -> teachers -> CPC ->
 stage 1 (and stage1-aug) -> stage 2 -> sync expert -> held-out judges (emotion, identity and its sex and age classifiers) ->
-assembly of checkpoints/default -> evaluation -> app examples.
+assembly of checkpoints/default (+ familiarity, speaker keys) -> evaluation -> app examples.
 
     python train/recipe.py                      # everything, resuming where it stopped
     python train/recipe.py --dry-run            # print the commands only
@@ -113,6 +113,10 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
         # how far a voice is from the training voices: the emotion read-out says "uncertain" beyond it
         ("familiarity", [PY, "-m", "s2v.familiar", "--data", str(prep), "--model", str(a.bundle)],
          Path(a.bundle) / "stage1" / "familiarity" / "familiarity.json"),
+        # who a voice recalls, by a speaker encoder trained on real speech (Resemblyzer's GE2E, weights from its
+        # PyPI wheel): real microphones, rooms and phone lines find their nearest seen actor
+        ("speaker", [PY, "-m", "s2v.speaker", "--data", str(prep), "--model", str(a.bundle)],
+         Path(a.bundle) / "stage1" / "speaker" / "config.json"),
         ("evaluate", [PY, "-m", "s2v.evaluate", "--data", str(prep), "--model", str(a.bundle), "--out",
                       str(r / "eval"), "--baselines", "--limit", n(100, 2), "--emotion-judge", str(r / "judge"),
                       "--identity-judge", str(r / "judge"), "--sync-judge", str(r / "sync-judge")],

@@ -42,9 +42,9 @@ def parse_args(argv=None):
                    help="eq. 3 as the paper writes it, or with the arguments swapped (soft-target cross-entropy)")
     p.add_argument("--emo-level", action="store_true",
                    help="beyond the paper: S_emo also reads the input's loudness (the CPC normalises it away)")
-    p.add_argument("--emo-input", default="omega", choices=("omega", "prosody"),
+    p.add_argument("--emo-input", default="omega", choices=("omega", "prosody", "prosody-rel"),
                    help="beyond the paper: what S_emo reads, ω (as S_id) or the mean and std of c_t over the voiced "
-                        "frames plus loudness statistics")
+                        "frames plus loudness statistics; prosody-rel: statistics that a gain or trimmed silence does not change")
     p.add_argument("--emo-speakers", action="store_true",
                    help="beyond the paper: S_emo also reads its input minus the speaker's average (the true actor's "
                         "in training, the seen actors nearest the voice's ν at inference)")

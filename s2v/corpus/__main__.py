@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--judge", default=None,
                    help="an identity network (teachers folder or identity/): also probe how much of the face "
                         "embedding of each actor's still a voice predicts, and its open-set matching")
+    q.add_argument("--speaker", default=None,
+                   help="a speaker encoder folder (e.g. checkpoints/default/stage1/speaker): probe its embeddings "
+                        "(a network trained on real speech) instead of the log-mel statistics")
 
     s = sub.add_parser("sheet", help="contact sheet of a corpus: actors x emotions, and a mouth sequence")
     s.add_argument("--corpus", required=True)
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "probe":
             from .probe import probe
 
-            summary = probe(args.corpus, judge=args.judge)
+            summary = probe(args.corpus, judge=args.judge, speaker=args.speaker)
         elif args.cmd == "faces":
             from .faces import make_faces
 

@@ -34,16 +34,23 @@ def utterance_features(audio: np.ndarray) -> np.ndarray:
 FACE_TRAITS = ("face_w", "face_h", "jaw", "nose_w")  # face parameters (actors.json) a body's size shifts
 
 
-def probe(corpus: str | Path, progress: bool = True, judge: str | Path | None = None) -> dict:
+def probe(corpus: str | Path, progress: bool = True, judge: str | Path | None = None,
+          speaker: str | Path | None = None) -> dict:
+    """`speaker`: a saved `s2v.speaker.SpeakerEncoder` whose embeddings replace `utterance_features`."""
     from tqdm.auto import tqdm
 
+    features = utterance_features
+    if speaker is not None:
+        from ..speaker import SpeakerEncoder
+
+        features = SpeakerEncoder.from_pretrained(speaker).eval().embed
     corpus = Path(corpus)
     meta = json.loads((corpus / "actors.json").read_text())
     actors = {str(a["id"]): a for a in meta["actors"]}
     rows = []
     for wav in tqdm(sorted((corpus / "AudioWAV").glob("*.wav")), desc="features", disable=not progress):
         actor, _, emotion, _ = wav.stem.split("_")
-        rows.append((utterance_features(load_audio(wav)), actor, emotion))
+        rows.append((features(load_audio(wav)), actor, emotion))
     x = np.stack([r[0] for r in rows])
     actor = np.array([r[1] for r in rows])
     emo = np.array([r[2] for r in rows])
@@ -56,6 +63,7 @@ def probe(corpus: str | Path, progress: bool = True, judge: str | Path | None = 
     age = np.array([actors[a]["age_group"] for a in actor])
     acc = lambda pred, y: round(float(np.mean(pred == y)), 3)
     out = {
+        "features": "speaker encoder" if speaker is not None else "log-mel statistics",
         "clips": len(rows),
         "speaker_top1_seen_test": acc(ridge_probe(x[train], actor[train], x[test]), actor[test]),
         "speaker_chance": round(1 / len(set(actor[seen])), 3),
