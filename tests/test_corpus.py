@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -174,6 +175,32 @@ def test_probe_runs_on_the_tiny_corpus(tiny_corpus, tiny_prep, capsys):
     for key in ("r2_age_unseen", "r2_build_unseen", "r2_jaw_unseen", "r2_face_embedding_unseen"):
         assert out[key] <= 1.0  # R² of held-out actors: at most 1, and below 0 when worse than the mean
     assert out["embedding_candidates_unseen"] == 2
+    assert 0.0 <= out["oracle_sex_match_1to2_unseen"] <= 1.0 and out["features"] == "log-mel statistics"
+    # the same probes on the bundled speaker encoder's embeddings
+    speaker = Path(__file__).resolve().parents[1] / "checkpoints" / "default" / "stage1" / "speaker"
+    assert corpus_main(["probe", "--corpus", str(tiny_corpus), "--speaker", str(speaker)]) == 0
+    spk = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert spk["features"] == "speaker encoder" and spk["clips"] == 30 and 0.0 <= spk["sex_unseen"] <= 1.0
+
+
+def test_trait_oracle_on_known_answers():
+    """The probe's trait oracle: the seen actors' mean embedding for the unseen actor's sex (and age group)."""
+    from s2v.corpus.probe import trait_oracle
+
+    actors = {"s1": {"split": "seen", "sex": "Female", "age_group": "young"},
+              "s2": {"split": "seen", "sex": "Male", "age_group": "young"},
+              "u1": {"split": "unseen", "sex": "Female", "age_group": "young"},
+              "u2": {"split": "unseen", "sex": "Male", "age_group": "old"}}
+    ids = ["s1", "s2", "u1", "u2"]
+    # women's faces along one axis, men's along the other: knowing the sex matches every unseen pair
+    emb = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
+    out = trait_oracle(emb, ids, actors)
+    assert out["oracle_sex_match_1to2_unseen"] == 1.0
+    # no seen man is "old": that voice gets the mean of all seen faces, a tie with both stills
+    assert out["oracle_sex_age_group_match_1to2_unseen"] == 0.75
+    # faces that do not follow sex: the sex oracle is no better than chance
+    swapped = np.array([[1.0, 0.0], [0.0, 1.0], [0.1, 0.9], [0.9, 0.1]])
+    assert trait_oracle(swapped, ids, actors)["oracle_sex_match_1to2_unseen"] == 0.0
 
 
 def test_build_links_voice_and_face_only_in_traits_2():

@@ -114,5 +114,32 @@ def face_embedding(x: np.ndarray, actor: np.ndarray, seen: np.ndarray, corpus: P
     pred = ridge_regress(x[seen], y[seen], x[unseen], lam=10.0)
     cand = sorted(set(actor[unseen]))
     scores = match_scores(pred, np.array([cand.index(a) for a in actor[unseen]]), emb[[row[a] for a in cand]])
-    return {"r2_face_embedding_unseen": round(r2, 3),
-            **{f"embedding_{k}_unseen": round(v, 3) if isinstance(v, float) else v for k, v in scores.items()}}
+    out = {"r2_face_embedding_unseen": round(r2, 3),
+           **{f"embedding_{k}_unseen": round(v, 3) if isinstance(v, float) else v for k, v in scores.items()}}
+    out.update(trait_oracle(emb, ids, actors_of(corpus)))
+    return out
+
+
+def actors_of(corpus: Path) -> dict:
+    return {str(a["id"]): a for a in json.loads((Path(corpus) / "actors.json").read_text())["actors"]}
+
+
+def trait_oracle(emb: np.ndarray, ids: list[str], actors: dict) -> dict:
+    """1:2 matching among the unseen actors' stills (by the judge's embedding `emb`, rows in `ids` order) of a
+    voice→face map that knows the speaker's sex (or sex and age group) *exactly* and draws the mean embedding
+    of the seen actors who share it: what those traits alone are worth, the ceiling of any voice that tells
+    nothing else, to read the open-set figures against."""
+    from ..openset import match_scores
+
+    seen = np.array([actors[a]["split"] == "seen" for a in ids])
+    unseen = [k for k, a in enumerate(ids) if not seen[k]]
+    out = {}
+    for name, key in (("sex", lambda a: a["sex"]), ("sex_age_group", lambda a: (a["sex"], a["age_group"]))):
+        keys = [key(actors[a]) for a in ids]
+        pred = []
+        for k in unseen:
+            same = seen & np.array([x == keys[k] for x in keys])
+            pred.append(emb[same].mean(0) if same.any() else emb[seen].mean(0))
+        out[f"oracle_{name}_match_1to2_unseen"] = round(
+            match_scores(np.stack(pred), np.arange(len(unseen)), emb[unseen])["match_1to2"], 3)
+    return out
