@@ -17,6 +17,8 @@
    as a share of its LSE-C against the clean audio (can the expert still judge such audio?).
 3. Level: the same corpus clips at -10 and +10 dB: the share whose top emotion stays the same.
 4. No speech (music, noise, silence): the share that gets "no speech found".
+5. Pauses: a 1 s pause (digital silence, or hiss at -50 / -40 dBFS) in the middle of corpus clips: how far
+   the mouth opens in it against in the speech, with the pipeline's pause gate off and on.
 
 Mouth motion: the mean over the mouth box (rows 62-90 %, columns 30-70 % of the frame, grey levels) of
 each pixel's standard deviation over the clip's frames; how far the mouth opens and closes. "At the same
@@ -115,10 +117,7 @@ MOUTH = (0.62, 0.90, 0.30, 0.70)  # rows and columns of the mouth box, as fracti
 
 def mouth_motion(frames: np.ndarray) -> float:
     """Mean per-pixel standard deviation over time of the mouth box (grey levels 0-255)."""
-    t, h, w = frames.shape[:3]
-    r0, r1, c0, c1 = MOUTH
-    box = frames[:, int(r0 * h):int(r1 * h), int(c0 * w):int(c1 * w)].astype(np.float32).mean(-1)
-    return float(box.std(0).mean())
+    return float(mouth_box(frames).std(0).mean())
 
 
 def speech_level(wav: np.ndarray) -> float:
@@ -176,6 +175,48 @@ class Runner:
                 "mouth": mouth_motion(res.frames), "level": speech_level(res.audio), **s}
 
 
+PAUSES = {"digital silence": None, "hiss at -50 dBFS": -50.0, "hiss at -40 dBFS": -40.0}
+
+
+def mouth_box(frames: np.ndarray) -> np.ndarray:
+    """(T, h, w) grey mouth box of each frame (rows 62-90 %, columns 30-70 %)."""
+    t, h, w = frames.shape[:3]
+    r0, r1, c0, c1 = MOUTH
+    return frames[:, int(r0 * h):int(r1 * h), int(c0 * w):int(c1 * w)].astype(np.float32).mean(-1)
+
+
+def pause_openness(pipe, data, clips: list[int], seed: int = 0) -> dict:
+    """How far the mouth opens in a 1 s pause put in the middle of corpus clips (digital silence, or white hiss
+    at a room's level), against in the speech: the mean |mouth box - the clip's first three frames| (corpus
+    clips start with 0.15-0.35 s of silence: the closed mouth), with the pipeline's pause gate off and on."""
+    gate0 = pipe.gate_pauses
+    out = {}
+    for name, dbfs in PAUSES.items():
+        for gate in (False, True):
+            pipe.gate_pauses = gate
+            pause, speech = [], []
+            for i in clips:
+                wav = data.audio(i)
+                half, n = wav.size // 2, 16000
+                gap = np.zeros(n, np.float32)
+                if dbfs is not None:
+                    g = np.random.default_rng([seed, i]).standard_normal(n).astype(np.float32)
+                    gap = g / np.sqrt(np.mean(g ** 2)) * 10 ** (dbfs / 20)
+                res = pipe(np.concatenate([wav[:half], gap, wav[half:]]))
+                box, fps = mouth_box(res.frames), res.fps
+                a, b = int((half / 16000 + 0.15) * fps), int(((half + n) / 16000 - 0.15) * fps)
+                ref = box[:3].mean(0)
+                pause.append(float(np.abs(box[a:b] - ref).mean()))
+                s0, s1 = int(0.4 * fps), int((half / 16000 - 0.15) * fps)
+                speech.append(float(np.abs(np.concatenate([box[s0:s1], box[b + int(0.3 * fps):-int(0.4 * fps)]])
+                                            - ref).mean()))
+            p, q = _share(pause), _share(speech)
+            out.setdefault(name, {})["on" if gate else "off"] = {"pause": p, "speech": q,
+                                                                  "ratio": p["mean"] / max(q["mean"], 1e-6)}
+    pipe.gate_pauses = gate0
+    return out
+
+
 def save_faces(path: Path, rows: list[dict], size: int = 128) -> None:
     """The face each real clip gets (its middle frame), labelled with the clip and the speaker's sex."""
     from PIL import Image, ImageDraw
@@ -221,6 +262,7 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=24, help="corpus clips (seen actors' test clips)")
     p.add_argument("--cache", default=str(ROOT / "data" / "real-voices"), help="where the real clips are kept")
     p.add_argument("--out", default=str(ROOT / "runs" / "real-voices"))
+    p.add_argument("--pause-clips", type=int, default=12, help="corpus clips given a pause (section 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
@@ -273,6 +315,9 @@ def main(argv=None) -> int:
             for it in manifest["no_speech"]]
     nosp.append({"id": "room-tone", "what": "3 s of hiss at -60 dBFS", **r.run(room)})
 
+    # 5. pauses: a 1 s pause (digital silence, or a room's hiss) in the middle of corpus clips
+    pauses = pause_openness(r.pipe, data, pick_clips(data, "test", args.pause_clips, args.seed), args.seed)
+
     # the attribute judge on each seen actor's real still: its own error on the faces a voice can recall
     still_sex = {}
     if r.judges.attributes is not None:
@@ -285,6 +330,15 @@ def main(argv=None) -> int:
         if not x["no_speech"]:
             x["still_pred_sex"] = still_sex.get(x["nearest"])
     report = summarise(real, corpus, nosp, sex_of)
+    report["summary"]["pauses"] = pauses
+    report["lines"] += ["", "Pauses: a 1 s pause in the middle of each of " f"{args.pause_clips} corpus clips; the mouth's "
+                        "opening in the pause and in the speech (mean |mouth box - the clip's first, silent frames|, "
+                        "grey levels; 0.15 s at the pause's edges left out), with the pipeline's pause gate "
+                        "(`s2v.vad.gate_pauses`) off and on:", "",
+                        "| pause holds | gate | opening in the pause | opening in speech | pause / speech |",
+                        "|---|---|---|---|---|"]
+    report["lines"] += [f"| {k} | {g} | {_fmt(v['pause'])} | {_fmt(v['speech'])} | {v['ratio']:.2f} |"
+                        for k, row in pauses.items() for g, v in row.items()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "real_voices.json").write_text(json.dumps({"settings": vars(args), "summary": report["summary"],

@@ -238,6 +238,7 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
             gt, audio = np.asarray(data.frames(i)), data.audio(i)
             c, nu, mu = (torch.from_numpy(x).to(device) for x in AudioFeatures.compute(pipe.cpc, pipe.students, audio,
                                                                                        device))
+            c = pipe.heard(audio, c[None])[0]  # what the pipeline's generator reads (pauses gated to silence)
             others = [a for a in same_split if a != actor] or [a for a in data.actors if a != actor]
             nus = {"s2v": pipe.identity(nu[None], audio)[0], "s2v-raw-nu": nu}
             if "s2v-recall" in methods:

@@ -95,6 +95,8 @@ class Speech2Video:
         self.recall = recall if gallery is not None else None
         self.source = ""  # where from_pretrained found the model
         self.vad = True  # refuse input without speech (s2v.vad); False feeds any sound to the model
+        # the generator hears the pauses the VAD finds as silence (s2v.vad.gate_pauses): the mouth closes in them
+        self.gate_pauses = True
         self.familiarity = None  # s2v.familiar.Familiarity: how far a voice is from the training voices
         self.speaker = None  # s2v.speaker.SpeakerEncoder: recall by a speaker encoder trained on real speech
 
@@ -145,6 +147,20 @@ class Speech2Video:
         return torch.from_numpy(self.gallery.recall(nu.float().cpu().numpy(), self.recall)).to(nu.device)
 
     @torch.no_grad()
+    def heard(self, wav: np.ndarray, c: torch.Tensor, spans: list[tuple[int, int]] | None = None) -> torch.Tensor:
+        """The context vectors (1, T, H) the generator reads for `wav`, whose CPC output is `c`: with what lies
+        outside the speech (`spans` from `s2v.vad.speech_spans`, found here when None) faded to silence when
+        `gate_pauses` is on, so the mouth closes in pauses; `c` itself when it is off or nothing lies outside."""
+        if not self.gate_pauses:
+            return c
+        from .vad import gate_pauses, speech_spans
+
+        gated = gate_pauses(wav, speech_spans(wav) if spans is None else spans)
+        if gated is wav:
+            return c
+        return self.cpc(torch.from_numpy(gated)[None].to(self.device))[0].to(c.dtype)
+
+    @torch.no_grad()
     def __call__(self, audio, *, max_seconds: float | None = 600.0, emotion: dict[str, float] | None = None,
                  emotion_weight: float = 0.0, actor: str | None = None) -> Result:
         """Generate the clip. `emotion` (class -> weight) blended into μ with `emotion_weight` in [0, 1];
@@ -158,15 +174,18 @@ class Speech2Video:
             warnings.simplefilter("always", AudioCappedWarning)
             wav = load_audio(audio, max_seconds=max_seconds)
         notices += [str(w.message) for w in caught if issubclass(w.category, AudioCappedWarning)]
+        spans = None
         if self.vad:
             from .audio import NoSpeechError
-            from .vad import no_speech_reason
+            from .vad import no_speech_reason, speech_spans
 
-            reason = no_speech_reason(wav)
+            spans = speech_spans(wav)
+            reason = no_speech_reason(wav, spans=spans)
             if reason:
                 raise NoSpeechError(f"no speech found: {reason}. Record or upload someone speaking.")
         x = torch.from_numpy(wav)[None].to(self.device)
         c, _ = self.cpc(x)
+        c_gen = self.heard(wav, c, spans)
         nu, mu = self.students.infer(c, x)
         own = drawn = torch.softmax(mu, -1)[0]
         unfamiliar = familiarity = None
@@ -197,7 +216,7 @@ class Speech2Video:
             else:
                 nu = self.identity(nu, embedding=spk)
         n = num_frames(wav.size, self.fps)
-        frames = generate_clip(self.generator, c[0], nu[0], mu[0], n, self.fps)
+        frames = generate_clip(self.generator, c_gen[0], nu[0], mu[0], n, self.fps)
         frames = to_uint8(frames)
         emo = {EMOTION_NAMES[e]: float(p) for e, p in zip(EMOTIONS, drawn.tolist())}
         voice = {EMOTION_NAMES[e]: float(p) for e, p in zip(EMOTIONS, own.tolist())}

@@ -44,6 +44,9 @@ class SpeakerConfig:
     min_coverage: float = 0.75  # the last partial is kept when this share of it is audio
     level_dbfs: float = -30.0  # every input is scaled to this RMS first (the level Resemblyzer trained at)
     ids: tuple[str, ...] = ()  # the seen actors whose keys are held, in the gallery's order
+    # the recording conditions each actor has a key for (s2v.degrade.CONDITIONS, and "clean"): a voice's
+    # similarity to an actor is its best over them
+    conditions: tuple[str, ...] = ("clean",)
     temperature: float = 0.005  # recall: softmax(cos(e, key) / T) over the seen actors (one face, or two blended)
 
 
@@ -58,7 +61,7 @@ class SpeakerEncoder(Pretrained):
         self.config = config
         self.lstm = nn.LSTM(config.n_mels, config.hidden, config.layers, batch_first=True)
         self.linear = nn.Linear(config.hidden, config.dim)
-        self.register_buffer("keys", torch.zeros(len(config.ids), config.dim))
+        self.register_buffer("keys", torch.zeros(len(config.conditions) * len(config.ids), config.dim))
 
     def mel(self, x: torch.Tensor) -> torch.Tensor:
         """(N,) waveform -> (T, n_mels) power mel frames, as Resemblyzer computes them (librosa's
@@ -102,7 +105,8 @@ class SpeakerEncoder(Pretrained):
     def similarity(self, e: np.ndarray) -> np.ndarray:
         """(A,) cosine of an embedding to each seen actor's key (`config.ids`)."""
         k = F.normalize(self.keys.float(), dim=-1).cpu().numpy()
-        return k @ (e / (np.linalg.norm(e) + 1e-8))
+        s = k @ (e / (np.linalg.norm(e) + 1e-8))
+        return s.reshape(len(self.config.conditions), len(self.config.ids)).max(0)
 
     def weights(self, e: np.ndarray) -> np.ndarray:
         """(A,) softmax(cos / temperature) over the seen actors."""
@@ -110,13 +114,18 @@ class SpeakerEncoder(Pretrained):
         w = np.exp(s - s.max())
         return (w / w.sum()).astype(np.float32)
 
-    def set_keys(self, ids: list[str], keys: np.ndarray) -> "SpeakerEncoder":
-        """A copy that holds `keys` (A, dim) for the seen actors `ids`."""
+    def set_keys(self, ids: list[str], keys: np.ndarray, conditions: tuple[str, ...] = ("clean",)) -> "SpeakerEncoder":
+        """A copy that holds `keys` for the seen actors `ids`: (A, dim), or (C, A, dim) one per recording
+        condition in `conditions`."""
         import dataclasses
 
-        out = SpeakerEncoder(dataclasses.replace(self.config, ids=tuple(ids)))
+        keys = np.asarray(keys, np.float32)
+        keys = keys[None] if keys.ndim == 2 else keys
+        if keys.shape[:2] != (len(conditions), len(ids)):
+            raise ValueError(f"keys of shape {keys.shape} for {len(conditions)} conditions x {len(ids)} actors")
+        out = SpeakerEncoder(dataclasses.replace(self.config, ids=tuple(ids), conditions=tuple(conditions)))
         state = {k: v for k, v in self.state_dict().items() if k != "keys"}
-        out.load_state_dict({**state, "keys": torch.as_tensor(np.asarray(keys, np.float32))})
+        out.load_state_dict({**state, "keys": torch.from_numpy(keys.reshape(-1, keys.shape[-1]))})
         return out
 
     @classmethod
@@ -160,15 +169,32 @@ def resemblyzer_weights(cache: str | Path | None = None) -> Path:
     return out
 
 
-def actor_keys(encoder: SpeakerEncoder, data, ids: list[str], progress: bool = True) -> np.ndarray:
-    """(A, dim) each actor's mean embedding over its training clips of a `Prepared` dataset."""
+CONDITIONS = ("clean", "reverb", "noise", "phone", "opus")
+
+
+def actor_keys(encoder: SpeakerEncoder, data, ids: list[str], conditions=CONDITIONS, seed: int = 0,
+               progress: bool = True) -> np.ndarray:
+    """(C, A, dim) each actor's unit mean embedding over its training clips of a `Prepared` dataset, as
+    recorded (`clean`) and through each of `conditions`' s2v.degrade.CONDITIONS (a room, noise, a phone line,
+    a codec): enrolment in every condition, so that a voice through a phone finds its speaker's phone key."""
     from tqdm.auto import tqdm
 
+    from .degrade import CONDITIONS as DEGRADE
+
+    unknown = [c for c in conditions if c != "clean" and c not in DEGRADE]
+    if unknown:
+        raise ValueError(f"unknown recording conditions {unknown}; known: clean, {', '.join(DEGRADE)}")
+    rng = np.random.default_rng(seed)
     train = [i for i in data.split("train") if data.clips[i]["actor"] in set(ids)]
-    emb = np.stack([encoder.embed(data.audio(i)) for i in tqdm(train, desc="speaker keys", disable=not progress)])
     actors = np.array([data.clips[i]["actor"] for i in train])
-    keys = np.stack([emb[actors == a].mean(0) for a in ids])
-    return keys / np.linalg.norm(keys, axis=1, keepdims=True)
+    out = []
+    for c in conditions:
+        f = (lambda w: w) if c == "clean" else (lambda w, f=DEGRADE[c]: f(w, rng))
+        emb = np.stack([encoder.embed(f(data.audio(i)))
+                        for i in tqdm(train, desc=f"speaker keys ({c})", disable=not progress)])
+        keys = np.stack([emb[actors == a].mean(0) for a in ids])
+        out.append(keys / np.linalg.norm(keys, axis=1, keepdims=True))
+    return np.stack(out)
 
 
 def main(argv=None) -> int:
@@ -177,6 +203,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True, help="a model folder with stage1/gallery; writes stage1/speaker/")
     p.add_argument("--weights", default=None, help="Resemblyzer's pretrained.pt (default: from its PyPI wheel)")
     p.add_argument("--temperature", type=float, default=SpeakerConfig.temperature)
+    p.add_argument("--conditions", default=",".join(CONDITIONS),
+                   help="recording conditions each actor gets a key for (clean and s2v.degrade.CONDITIONS)")
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"),
                    help="storage of the weights (from_pretrained loads them into float32)")
     a = p.parse_args(argv)
@@ -189,12 +217,14 @@ def main(argv=None) -> int:
     gallery = Gallery.load(s1 / "gallery")
     enc = SpeakerEncoder.from_resemblyzer(a.weights or resemblyzer_weights())
     enc.config.temperature = a.temperature
-    enc = enc.set_keys(gallery.ids, actor_keys(enc, Prepared(a.data), gallery.ids))
+    conditions = tuple(x.strip() for x in a.conditions.split(",") if x.strip())
+    enc = enc.set_keys(gallery.ids, actor_keys(enc, Prepared(a.data), gallery.ids, conditions), conditions)
     enc.to(getattr(torch, a.dtype)).save_pretrained(s1 / "speaker", card=(
         "# s2v speaker encoder\n\nResemblyzer's GE2E voice encoder (Apache-2.0; trained on LibriSpeech and "
         "VoxCeleb 1 and 2 by Resemble AI), with the mean embedding of each seen actor's training clips as its "
-        f"keys ({len(gallery.ids)} actors, from `{a.data}`). The pipeline recalls a voice's face by the cosine of "
-        f"its embedding to the keys, softmax temperature {a.temperature}.\n"))
+        f"keys ({len(gallery.ids)} actors, from `{a.data}`), one per recording condition ({', '.join(conditions)}; "
+        "s2v.degrade). The pipeline recalls a voice's face by its best cosine to each actor's keys, softmax "
+        f"temperature {a.temperature}.\n"))
     from .bundle import add_part
 
     add_part(a.model, "stage1/speaker", "Resemblyzer's GE2E speaker encoder (real speech; Apache-2.0) and each "

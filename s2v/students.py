@@ -197,14 +197,19 @@ def prosody(level: torch.Tensor) -> torch.Tensor:
     lv = level[voiced]
     step = voiced[1:] & voiced[:-1]
     change = (level[1:] - level[:-1]).abs()[step].sum() / step.sum().clamp_min(1)
+    mod = modulation_share(level)
+    q = torch.quantile(lv, torch.tensor([0.9, 0.1], device=level.device))
+    return torch.stack([lv.mean(), lv.std(unbiased=False), q[0], q[1], voiced.float().mean(),
+                        level.new_tensor(level.numel() / 100), change, mod]).to(level.dtype)
+
+
+def modulation_share(level: torch.Tensor) -> torch.Tensor:
+    """The 4-8 Hz share of a frame-level series' (100 per second) modulation spectrum: tremolo, syllable rate."""
     x = level - level.mean()
     spectrum = torch.fft.rfft(x).abs()
     f = torch.fft.rfftfreq(x.numel(), 1 / 100).to(level.device)
     band, rest = spectrum[(f > 4) & (f < 8)], spectrum[f > 0.5]
-    mod = band.mean() / (rest.mean() + 1e-6) if band.numel() and rest.numel() else level.new_zeros(())
-    q = torch.quantile(lv, torch.tensor([0.9, 0.1], device=level.device))
-    return torch.stack([lv.mean(), lv.std(unbiased=False), q[0], q[1], voiced.float().mean(),
-                        level.new_tensor(level.numel() / 100), change, mod]).to(level.dtype)
+    return band.mean() / (rest.mean() + 1e-6) if band.numel() and rest.numel() else level.new_zeros(())
 
 
 def relative_prosody(level: torch.Tensor) -> torch.Tensor:
@@ -225,11 +230,7 @@ def relative_prosody(level: torch.Tensor) -> torch.Tensor:
     step = voiced[1:] & voiced[:-1]
     change = (span[1:] - span[:-1]).abs()[step].sum() / step.sum().clamp_min(1)
     onsets = (voiced[1:] & ~voiced[:-1]).sum() + 1
-    x = span - span.mean()
-    spectrum = torch.fft.rfft(x).abs()
-    f = torch.fft.rfftfreq(x.numel(), 1 / 100).to(level.device)
-    band, rest = spectrum[(f > 4) & (f < 8)], spectrum[f > 0.5]
-    mod = band.mean() / (rest.mean() + 1e-6) if band.numel() and rest.numel() else level.new_zeros(())
+    mod = modulation_share(span)
     seconds = span.numel() / 100
     return torch.stack([lv.mean() - q[0], q[2] - q[0], q[1] - q[0], lv.std(unbiased=False), voiced.float().mean(),
                         onsets / seconds, change, mod]).to(level.dtype)

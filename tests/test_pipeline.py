@@ -169,3 +169,41 @@ def test_a_word_lost_in_a_long_sound_counts_as_no_speech(model_dir, speech_wav):
     with pytest.raises(NoSpeechError, match="only .* s of the .* s sound like a voice"):
         pipe((16000, pad(5.0)))
     assert len(pipe((16000, pad(0.5))).frames) > 0
+
+
+def test_pauses_are_gated_to_silence_for_the_generator_only(model_dir, speech_wav, monkeypatch):
+    """A pause the VAD finds is faded to digital silence in what the generator hears (s2v.vad.gate_pauses):
+    speech and its padding are kept to the sample, the middle of the pause is zero, the edges fade; the
+    students (emotion, identity) still read the clip as it is."""
+    from s2v.vad import PAD, gate_pauses, speech_spans
+
+    speech = load_audio(speech_wav)
+    rng = np.random.default_rng(0)
+    hiss = (rng.standard_normal(16000) * 10 ** (-40 / 20)).astype(np.float32)
+    x = np.concatenate([speech, hiss, speech])
+    spans = speech_spans(x)
+    assert len(spans) >= 2
+    g = gate_pauses(x, spans)
+    keep = np.zeros(x.size, bool)
+    for s, e in spans:
+        keep[max(0, s - int(PAD * 16000)):e + int(PAD * 16000)] = True
+    assert np.array_equal(g[keep], x[keep])  # speech and its padding untouched
+    mid = speech.size + 8000
+    assert not keep[mid] and np.all(g[mid - 800:mid + 800] == 0)  # the middle of the pause is silent
+    assert np.all(np.abs(g) <= np.abs(x) + 1e-7)  # only ever quieter
+    assert gate_pauses(x, [(0, x.size)]) is x  # nothing outside speech: the input itself
+    import s2v.pipeline as pl
+
+    heard = []
+    real_generate = pl.generate_clip
+    monkeypatch.setattr(pl, "generate_clip", lambda gen, c, *a: heard.append(c.clone()) or real_generate(gen, c, *a))
+    pipe = Speech2Video.from_pretrained(model_dir, device="cpu")
+    on = pipe(x)
+    pipe.gate_pauses = False
+    off = pipe(x)
+    assert on.emotion == off.emotion and on.identity == off.identity and np.array_equal(on.nu, off.nu)
+    c_on, c_off = heard
+    with torch.no_grad():
+        assert torch.allclose(c_on, pipe.cpc(torch.from_numpy(g)[None])[0][0], atol=1e-6)  # it heard the gated clip
+        assert torch.allclose(c_off, pipe.cpc(torch.from_numpy(x)[None])[0][0], atol=1e-6)  # gate off: the clip
+    assert not torch.allclose(c_on, c_off)

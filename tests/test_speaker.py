@@ -24,7 +24,8 @@ def test_embeddings_are_unit_gain_free_and_cover_the_clip(speech_wav):
     from s2v.audio import load_audio
 
     enc = SpeakerEncoder.from_pretrained(BUNDLED).eval()  # the shipped weights (float16 stored, float32 run)
-    assert enc.linear.weight.dtype == torch.float32 and list(enc.config.ids) and enc.keys.shape[0] == len(enc.config.ids)
+    c = enc.config
+    assert enc.linear.weight.dtype == torch.float32 and c.ids and enc.keys.shape[0] == len(c.conditions) * len(c.ids)
     wav = load_audio(speech_wav)
     e = enc.embed(wav)
     assert e.shape == (256,) and e.dtype == np.float32 and abs(np.linalg.norm(e) - 1) < 1e-5
@@ -71,9 +72,20 @@ def test_pipeline_recalls_the_actor_whose_key_the_voice_matches(tiny_model, tiny
                          "--dtype", "float32"]) == 0
     pipe = Speech2Video.from_pretrained(model, device="cpu")
     assert pipe.speaker is not None and list(pipe.speaker.config.ids) == pipe.gallery.ids
-    # keys written from the corpus: each the unit mean of the actor's training clips
+    # keys written from the corpus: the unit mean of the actor's training clips, as recorded and through each
+    # recording condition; an actor's similarity is its best key's
+    cfg = pipe.speaker.config
+    assert cfg.conditions == ("clean", "reverb", "noise", "phone", "opus")
     keys = pipe.speaker.keys.numpy()
-    assert keys.shape == (len(pipe.gallery.ids), 256) and np.allclose(np.linalg.norm(keys, axis=1), 1, atol=1e-5)
+    a = len(pipe.gallery.ids)
+    assert keys.shape == (5 * a, 256) and np.allclose(np.linalg.norm(keys, axis=1), 1, atol=1e-5)
+    e0 = pipe.speaker.embed(load_audio(speech_wav))
+    assert np.allclose(pipe.speaker.similarity(e0), (keys @ e0).reshape(5, a).max(0), atol=1e-5)
+    with pytest.raises(ValueError, match="conditions"):
+        pipe.speaker.set_keys(pipe.gallery.ids, keys.reshape(5, a, 256), ("clean", "phone"))
+    with pytest.raises(ValueError, match="unknown recording conditions"):
+        speaker_main(["--data", str(tiny_prep), "--model", str(model), "--weights", str(tmp_path / "pretrained.pt"),
+                      "--conditions", "clean,underwater"])
 
     e = pipe.speaker.embed(load_audio(speech_wav))
     rng = np.random.default_rng(0)
