@@ -47,11 +47,12 @@ class SpeakerConfig:
     # the recording conditions each actor has a key for (s2v.degrade.CONDITIONS, and "clean"): a voice's
     # similarity to an actor is its best over them
     conditions: tuple[str, ...] = ("clean",)
-    temperature: float = 0.005  # recall: softmax(cos(e, key) / T) over the seen actors (one face, or two blended)
+    temperature: float = 0.005  # recall: softmax(similarity / T) over the seen actors (one face, or two blended)
 
 
 class SpeakerEncoder(Pretrained):
-    """GE2E: `embed(wav)` -> (dim,) unit vector; `similarity(e)` -> (A,) cosine to each seen actor's key."""
+    """GE2E: `embed(wav)` -> (dim,) unit vector; `similarity(e)` -> (A,) each seen actor's best cosine over its
+    keys (one per recording condition); `weights(e)` -> (A,) the recall's softmax over them."""
 
     config_class = SpeakerConfig
     model_type = "s2v-speaker"
@@ -103,13 +104,13 @@ class SpeakerEncoder(Pretrained):
         return F.normalize(e, dim=0).cpu().numpy()
 
     def similarity(self, e: np.ndarray) -> np.ndarray:
-        """(A,) cosine of an embedding to each seen actor's key (`config.ids`)."""
+        """(A,) for each seen actor (`config.ids`) the best cosine of an embedding to its keys (`config.conditions`)."""
         k = F.normalize(self.keys.float(), dim=-1).cpu().numpy()
         s = k @ (e / (np.linalg.norm(e) + 1e-8))
         return s.reshape(len(self.config.conditions), len(self.config.ids)).max(0)
 
     def weights(self, e: np.ndarray) -> np.ndarray:
-        """(A,) softmax(cos / temperature) over the seen actors."""
+        """(A,) softmax(similarity / temperature) over the seen actors."""
         s = self.similarity(e) / self.config.temperature
         w = np.exp(s - s.max())
         return (w / w.sum()).astype(np.float32)
