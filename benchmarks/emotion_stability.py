@@ -25,15 +25,18 @@ sys.path.insert(0, str(ROOT))
 VERSIONS = ("-10 dB", "+10 dB", "trimmed", "first half", "second half")
 
 
-def trimmed(wav: np.ndarray, rate: int = 16000, keep: float = 0.05, nepers: float = 3.0) -> np.ndarray:
-    """The clip from 50 ms before its first to 50 ms after its last 10 ms frame within `nepers` of the
-    loudest (the students' own idea of voiced)."""
-    hop = rate // 100
-    n = wav.size // hop
-    level = 0.5 * np.log((wav[:n * hop].reshape(n, hop) ** 2).mean(1) + 1e-10)
-    on = np.flatnonzero(level > level.max() - nepers)
-    k = int(keep * rate)
-    return wav[max(0, on[0] * hop - k):min(wav.size, (on[-1] + 1) * hop + k)]
+def trimmed(wav: np.ndarray, keep: float = 0.05) -> np.ndarray:
+    """The clip from 50 ms before its first to 50 ms after its last voiced 10 ms frame, as the students see
+    voiced (`s2v.students.frame_level`, within VOICED_NEPERS of the loudest)."""
+    import torch
+
+    from s2v.audio import CPC_HOP, SAMPLE_RATE
+    from s2v.students import VOICED_NEPERS, frame_level
+
+    level = frame_level(torch.from_numpy(np.ascontiguousarray(wav, np.float32))[None], wav.size // CPC_HOP)[0]
+    on = np.flatnonzero((level > level.max() - VOICED_NEPERS).numpy())
+    k = int(keep * SAMPLE_RATE)
+    return wav[max(0, on[0] * CPC_HOP - k):min(wav.size, (on[-1] + 1) * CPC_HOP + k)]
 
 
 def halves(wav: np.ndarray, rate: int = 16000) -> tuple[np.ndarray, np.ndarray]:

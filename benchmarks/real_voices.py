@@ -191,29 +191,31 @@ def pause_openness(pipe, data, clips: list[int], seed: int = 0) -> dict:
     clips start with 0.15-0.35 s of silence: the closed mouth), with the pipeline's pause gate off and on."""
     gate0 = pipe.gate_pauses
     out = {}
-    for name, dbfs in PAUSES.items():
-        for gate in (False, True):
-            pipe.gate_pauses = gate
-            pause, speech = [], []
-            for i in clips:
-                wav = data.audio(i)
-                half, n = wav.size // 2, 16000
-                gap = np.zeros(n, np.float32)
-                if dbfs is not None:
-                    g = np.random.default_rng([seed, i]).standard_normal(n).astype(np.float32)
-                    gap = g / np.sqrt(np.mean(g ** 2)) * 10 ** (dbfs / 20)
-                res = pipe(np.concatenate([wav[:half], gap, wav[half:]]))
-                box, fps = mouth_box(res.frames), res.fps
-                a, b = int((half / 16000 + 0.15) * fps), int(((half + n) / 16000 - 0.15) * fps)
-                ref = box[:3].mean(0)
-                pause.append(float(np.abs(box[a:b] - ref).mean()))
-                s0, s1 = int(0.4 * fps), int((half / 16000 - 0.15) * fps)
-                speech.append(float(np.abs(np.concatenate([box[s0:s1], box[b + int(0.3 * fps):-int(0.4 * fps)]])
-                                            - ref).mean()))
-            p, q = _share(pause), _share(speech)
-            out.setdefault(name, {})["on" if gate else "off"] = {"pause": p, "speech": q,
-                                                                  "ratio": p["mean"] / max(q["mean"], 1e-6)}
-    pipe.gate_pauses = gate0
+    try:
+        for name, dbfs in PAUSES.items():
+            for gate in (False, True):
+                pipe.gate_pauses = gate
+                pause, speech = [], []
+                for i in clips:
+                    wav = data.audio(i)
+                    half, n = wav.size // 2, 16000
+                    gap = np.zeros(n, np.float32)
+                    if dbfs is not None:
+                        g = np.random.default_rng([seed, i]).standard_normal(n).astype(np.float32)
+                        gap = g / np.sqrt(np.mean(g ** 2)) * 10 ** (dbfs / 20)
+                    res = pipe(np.concatenate([wav[:half], gap, wav[half:]]))
+                    box, fps = mouth_box(res.frames), res.fps
+                    a, b = int((half / 16000 + 0.15) * fps), int(((half + n) / 16000 - 0.15) * fps)
+                    ref = box[:3].mean(0)
+                    pause.append(float(np.abs(box[a:b] - ref).mean()))
+                    s0, s1 = int(0.4 * fps), int((half / 16000 - 0.15) * fps)
+                    speech.append(float(np.abs(np.concatenate([box[s0:s1], box[b + int(0.3 * fps):-int(0.4 * fps)]])
+                                                - ref).mean()))
+                p, q = _share(pause), _share(speech)
+                out.setdefault(name, {})["on" if gate else "off"] = {"pause": p, "speech": q,
+                                                                      "ratio": p["mean"] / max(q["mean"], 1e-6)}
+    finally:
+        pipe.gate_pauses = gate0
     return out
 
 
@@ -331,9 +333,9 @@ def main(argv=None) -> int:
             x["still_pred_sex"] = still_sex.get(x["nearest"])
     report = summarise(real, corpus, nosp, sex_of)
     report["summary"]["pauses"] = pauses
-    report["lines"] += ["", "Pauses: a 1 s pause in the middle of each of " f"{args.pause_clips} corpus clips; the mouth's "
-                        "opening in the pause and in the speech (mean |mouth box - the clip's first, silent frames|, "
-                        "grey levels; 0.15 s at the pause's edges left out), with the pipeline's pause gate "
+    report["lines"] += ["", f"Pauses: a 1 s pause in the middle of each of {args.pause_clips} corpus clips; "
+                        "the mouth's opening in the pause and in the speech (mean |mouth box - the clip's first, "
+                        "silent frames|, grey levels; 0.15 s at the pause's edges left out), with the pipeline's pause gate "
                         "(`s2v.vad.gate_pauses`) off and on:", "",
                         "| pause holds | gate | opening in the pause | opening in speech | pause / speech |",
                         "|---|---|---|---|---|"]

@@ -50,11 +50,18 @@ class Gallery:
         mean ν*. A small T gives the nearest actor's; ties blend. Beyond the paper: with few training
         identities the generator has only learnt faces near them, so a voice unlike every seen one is
         mapped onto them."""
-        ref = self.embeddings if self.voice is None else self.voice
-        s = _cosine(np.atleast_2d(nu), ref) / temperature
+        s = _cosine(np.atleast_2d(nu), self.recall_targets) / temperature
         w = np.exp(s - s.max(1, keepdims=True))
-        w /= w.sum(1, keepdims=True)
-        return (w @ ref).astype(np.float32)
+        return self.mix(w / w.sum(1, keepdims=True))
+
+    @property
+    def recall_targets(self) -> np.ndarray:
+        """(A, D) what recall maps a voice onto: each actor's mean student ν (`voice`), else its mean ν*."""
+        return self.embeddings if self.voice is None else self.voice
+
+    def mix(self, weights: np.ndarray) -> np.ndarray:
+        """Σ_a w_a v_a over the recall targets, for weights (..., A) over the seen actors."""
+        return (np.asarray(weights) @ self.recall_targets).astype(np.float32)
 
     def with_voice(self, data, nu: np.ndarray, ids: list[int]) -> "Gallery":
         """Set `voice` from the students' ν of clips `ids` (rows of `nu`) of a `Prepared` dataset."""

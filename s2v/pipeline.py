@@ -142,8 +142,7 @@ class Speech2Video:
             return nu
         if self.speaker is not None and (wav is not None or embedding is not None):
             e = self.speaker.embed(wav) if embedding is None else embedding
-            ref = self.gallery.embeddings if self.gallery.voice is None else self.gallery.voice
-            return torch.from_numpy(self.speaker.weights(e) @ ref)[None].to(nu.device, nu.dtype)
+            return torch.from_numpy(self.gallery.mix(self.speaker.weights(e)))[None].to(nu.device, nu.dtype)
         return torch.from_numpy(self.gallery.recall(nu.float().cpu().numpy(), self.recall)).to(nu.device)
 
     @torch.no_grad()

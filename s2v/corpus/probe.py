@@ -45,8 +45,7 @@ def probe(corpus: str | Path, progress: bool = True, judge: str | Path | None = 
 
         features = SpeakerEncoder.from_pretrained(speaker).eval().embed
     corpus = Path(corpus)
-    meta = json.loads((corpus / "actors.json").read_text())
-    actors = {str(a["id"]): a for a in meta["actors"]}
+    actors = actors_of(corpus)
     rows = []
     for wav in tqdm(sorted((corpus / "AudioWAV").glob("*.wav")), desc="features", disable=not progress):
         actor, _, emotion, _ = wav.stem.split("_")
@@ -76,7 +75,7 @@ def probe(corpus: str | Path, progress: bool = True, judge: str | Path | None = 
         out["age_group_unseen"] = acc(ridge_probe(x[seen], age[seen], x[unseen]), age[unseen])
         out.update(face_traits(x, actor, seen, actors))
         if judge is not None:
-            out.update(face_embedding(x, actor, seen, corpus, judge))
+            out.update(face_embedding(x, actor, seen, corpus, judge, actors))
     return out
 
 
@@ -94,7 +93,7 @@ def face_traits(x: np.ndarray, actor: np.ndarray, seen: np.ndarray, actors: dict
     return out
 
 
-def face_embedding(x: np.ndarray, actor: np.ndarray, seen: np.ndarray, corpus: Path, judge) -> dict:
+def face_embedding(x: np.ndarray, actor: np.ndarray, seen: np.ndarray, corpus: Path, judge, actors: dict) -> dict:
     """How much of the face embedding (an identity network's, of each actor's still) a voice predicts:
     R² of a ridge regression from voice features to the still's embedding on unseen actors' clips, and the
     open-set scores of the predicted embedding among the unseen actors' stills (`s2v.openset`): the
@@ -116,11 +115,12 @@ def face_embedding(x: np.ndarray, actor: np.ndarray, seen: np.ndarray, corpus: P
     scores = match_scores(pred, np.array([cand.index(a) for a in actor[unseen]]), emb[[row[a] for a in cand]])
     out = {"r2_face_embedding_unseen": round(r2, 3),
            **{f"embedding_{k}_unseen": round(v, 3) if isinstance(v, float) else v for k, v in scores.items()}}
-    out.update(trait_oracle(emb, ids, actors_of(corpus)))
+    out.update(trait_oracle(emb, ids, actors))
     return out
 
 
 def actors_of(corpus: Path) -> dict:
+    """id -> the actor's entry in the corpus' actors.json (split, sex, age, voice, face, ...)."""
     return {str(a["id"]): a for a in json.loads((Path(corpus) / "actors.json").read_text())["actors"]}
 
 
