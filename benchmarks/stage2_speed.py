@@ -1,6 +1,7 @@
 """Training and inference throughput of the stage-2 generator and discriminators.
 
     python benchmarks/stage2_speed.py [--size 64] [--batch-size 32] [--steps 10] [--device cpu|cuda]
+        [--mixed-precision no|bf16] [--compile]
 
 Times full training steps (one G update, one update of each discriminator, the losses of
 train/stage2.py) on random tensors of the right shapes, then generator-only inference, and prints
@@ -32,13 +33,23 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--memory-format", default="channels_last", choices=("channels_last", "contiguous"),
                    help="the networks' layout (train/stage2.py uses channels_last)")
+    p.add_argument("--mixed-precision", default="no", choices=("no", "bf16"), help="autocast as train/stage2.py's")
+    p.add_argument("--compile", action="store_true", help="torch.compile the generator and discriminators")
     a = p.parse_args()
     dev = torch.device(a.device)
+    if dev.type == "cuda":  # as s2v.training.Run sets them
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     gcfg = GeneratorConfig(size=a.size, context=a.context)
     G = Generator(gcfg).to(dev)
     D = Discriminators(DiscriminatorsConfig(size=a.size, window=gcfg.window, id_channels=gcfg.id_channels)).to(dev)
     fmt = torch.channels_last if a.memory_format == "channels_last" else torch.contiguous_format
     G, D = G.to(memory_format=fmt), D.to(memory_format=fmt)
+    if a.compile:
+        G = torch.compile(G)
+        for name in ("fr", "sync", "id"):
+            setattr(D, name, torch.compile(getattr(D, name)))
+    autocast = torch.autocast(dev.type, torch.bfloat16, enabled=a.mixed_precision == "bf16")
     opt_g = torch.optim.RMSprop(G.parameters(), lr=3e-4)
     opt_d = torch.optim.RMSprop(D.parameters(), lr=1e-4)
     b = a.batch_size
@@ -47,16 +58,20 @@ def main() -> None:
     real = torch.rand(b, 3, a.size, a.size, device=dev) * 2 - 1
     maps = [torch.randn(b, ch, s, s, device=dev) for ch, s in zip(gcfg.id_channels, gcfg.id_sizes)]
 
+    uD = D
+
     def step():
-        fake, fmaps = G(c, nu, mu)
-        g = lsgan_g(D.fr(fake)[0]) + lsgan_g(D.sync(c, fake)[0]) + lsgan_g(D.id(fmaps)[0]) \
-            + 10 * l_sim(fake, real) + 10 * l_grad(fake, real)
+        with autocast:
+            fake, fmaps = G(c, nu, mu)
+            g = lsgan_g(uD.fr(fake)[0]) + lsgan_g(uD.sync(c, fake)[0]) + lsgan_g(uD.id(fmaps)[0]) \
+                + 10 * l_sim(fake, real) + 10 * l_grad(fake, real)
         opt_g.zero_grad()
         g.backward()
         opt_g.step()
         fake, fmaps = fake.detach(), [m.detach() for m in fmaps]
-        d = lsgan_d(D.fr(real)[0], D.fr(fake)[0]) + lsgan_d(D.id(maps)[0], D.id(fmaps)[0]) \
-            + sync_d(D.sync(c, real)[0], D.sync(c.roll(1, 0), real)[0], D.sync(c, fake)[0])
+        with autocast:
+            d = lsgan_d(uD.fr(real)[0], uD.fr(fake)[0]) + lsgan_d(uD.id(maps)[0], uD.id(fmaps)[0]) \
+                + sync_d(uD.sync(c, real)[0], uD.sync(c.roll(1, 0), real)[0], uD.sync(c, fake)[0])
         opt_d.zero_grad()
         d.backward()
         opt_d.step()
@@ -70,7 +85,7 @@ def main() -> None:
     sync()
     train_fps = a.steps * b / (time.perf_counter() - t)
     G.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast:
         G(c, nu, mu)
         sync()
         t = time.perf_counter()
@@ -80,7 +95,8 @@ def main() -> None:
         infer_fps = a.steps * b / (time.perf_counter() - t)
     peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print(json.dumps({"device": str(dev), "size": a.size, "batch_size": b, "memory_format": a.memory_format, "threads": torch.get_num_threads(),
+    print(json.dumps({"device": str(dev), "size": a.size, "batch_size": b, "memory_format": a.memory_format,
+                      "mixed_precision": a.mixed_precision, "compile": a.compile, "threads": torch.get_num_threads(),
                       "train_frames_per_s": round(train_fps, 1), "inference_frames_per_s": round(infer_fps, 1),
                       "peak_memory_mb": round(peak, 1),
                       "generator_params_m": round(sum(x.numel() for x in G.parameters()) / 1e6, 2),

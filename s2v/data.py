@@ -211,3 +211,99 @@ class SyncWindows(Frames):
         return {"c": torch.from_numpy(np.stack([self.f.window(i, u, fps, self.context) for u in range(t, t + self.w)])),
                 "nu": torch.from_numpy(self.nu(i)), "mu": torch.from_numpy(self.mu[i]),
                 "mfcc": audio_windows(mfcc(self.data.audio(i)), [mfcc_start(s, fps) for s in starts]).float()}
+
+
+class DeviceFrames:
+    """`Frames`' batches drawn on the accelerator: a split's frames (uint8), the stage-1 features, ν, μ and the
+    stills' T_id maps are copied to `device` once, and each batch is gathered there by index, so no DataLoader
+    worker, collation or host-to-device copy stands between the GPU and its next step (train/stage2.py uses it
+    on CUDA when the split fits; `fits` says whether it does).
+
+    Items are drawn uniformly with replacement (a DataLoader shuffles without), each with an off-sync window
+    drawn uniformly from the frames >= offsync_min away, as `Frames.__getitem__` does; ν, μ and the maps are
+    `Frames`' own arrays. `next(batch_size)` returns the same dict as a collated batch of `Frames`.
+    """
+
+    def __init__(self, frames: Frames, device, dtype=torch.float32):
+        from .audio import CPC_RATE
+
+        data, f, dev = frames.data, frames.f, torch.device(device)
+        ids = frames.index.ids
+        self.device, self.dtype, self.context, self.off = dev, dtype, frames.context, frames.off
+        n = torch.tensor([data.clips[i]["n_frames"] for i in ids])
+        self.n_clips = len(ids)
+        self.starts = torch.cat([torch.zeros(1, dtype=torch.long), n.cumsum(0)]).to(dev)  # per split clip
+        self.clip_of = torch.repeat_interleave(torch.arange(len(ids)), n).to(dev)  # split frame -> split clip
+        self.n = n.to(dev)
+        self.fps = torch.tensor([data.clips[i]["fps"] for i in ids]).to(dev)
+        self.cpc_rate = CPC_RATE
+        self.c_start = torch.from_numpy(f.offsets[np.asarray(ids)]).to(dev)
+        self.c_len = torch.from_numpy(f.offsets[np.asarray(ids) + 1] - f.offsets[np.asarray(ids)]).to(dev)
+        self.c = torch.from_numpy(np.array(f.c)).to(dev)  # (T_all, H) float16: every clip's, indexed by c_start
+        self.nu = torch.from_numpy(np.asarray(f.nu[ids], np.float32)).to(dev)
+        self.nu_star = torch.from_numpy(frames.nu_star[ids]).to(dev)
+        self.nu_source = frames.nu_source
+        self.mu = torch.from_numpy(np.asarray(frames.mu[ids], np.float32)).to(dev)
+        actor = torch.tensor([data.actor_index[data.clips[i]["actor"]] for i in ids])
+        self.actor = actor.to(dev)
+        self.maps = [m.to(dev) for m in frames.maps]
+        # the frames, clip after clip, read shard by shard from the memory maps
+        size = data.size
+        self.frames = torch.empty((int(n.sum()), size, size, 3), dtype=torch.uint8, device=dev)
+        for j, i in enumerate(ids):
+            s = int(self.starts[j])
+            self.frames[s:s + int(n[j])] = torch.from_numpy(np.ascontiguousarray(data.frames(i))).to(dev)
+
+    @staticmethod
+    def nbytes(frames: Frames) -> int:
+        """Accelerator memory the split would take (frames dominate; the features are counted too)."""
+        s = frames.data.size
+        return len(frames.index) * s * s * 3 + int(np.asarray(frames.f.c).nbytes)
+
+    @staticmethod
+    def fits(frames: Frames, device, share: float = 0.4) -> bool:
+        """True on CUDA when the split takes at most `share` of the device's free memory."""
+        device = torch.device(device)
+        if device.type != "cuda":
+            return False
+        free, _ = torch.cuda.mem_get_info(device)
+        return DeviceFrames.nbytes(frames) <= share * free
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def _window(self, j: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """(B, 2*context+1, H) c around video frame t of split clip j (s2v.generator.context_windows)."""
+        centre = ((2 * t + 1) * self.cpc_rate) // (2 * self.fps[j])
+        k = torch.arange(-self.context, self.context + 1, device=self.device)
+        idx = (centre[:, None] + k[None]).clamp(min=0)
+        idx = torch.minimum(idx, self.c_len[j, None] - 1) + self.c_start[j, None]
+        return self.c[idx].to(self.dtype)
+
+    def next(self, batch_size: int) -> dict:
+        return self.gather(torch.randint(len(self), (batch_size,), device=self.device))
+
+    def gather(self, k: torch.Tensor) -> dict:
+        """The batch of the split's frames k (as numbered by `FrameIndex`)."""
+        dev, batch_size = self.device, len(k)
+        j = self.clip_of[k]
+        t, n = k - self.starts[j], self.n[j]
+        # off-sync frame: uniform over u with |u - t| >= off; else any u != t; else t (a 1-frame clip)
+        left = (t - self.off + 1).clamp(min=0)
+        right = (n - t - self.off).clamp(min=0)
+        far = left + right
+        r = (torch.rand(batch_size, device=dev) * far.clamp(min=1)).long()
+        u_far = torch.where(r < left, r, t + self.off + (r - left))
+        r2 = (torch.rand(batch_size, device=dev) * (n - 1).clamp(min=1)).long()
+        u_any = torch.where(r2 < t, r2, r2 + 1)
+        t_off = torch.where(far > 0, u_far, torch.where(n > 1, u_any, t))
+        if self.nu_source == "teacher":
+            nu = self.nu_star[j]
+        elif self.nu_source == "mix":
+            nu = torch.where(torch.rand(batch_size, 1, device=dev) < 0.5, self.nu_star[j], self.nu[j])
+        else:
+            nu = self.nu[j]
+        frame = self.frames[k].permute(0, 3, 1, 2).to(self.dtype) / 127.5 - 1  # channels_last in memory
+        a = self.actor[j]
+        return {"frame": frame, "c": self._window(j, t), "c_off": self._window(j, t_off), "nu": nu, "mu": self.mu[j],
+                "maps": [m[a] for m in self.maps]}

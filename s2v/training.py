@@ -15,6 +15,8 @@ import threading
 import warnings
 from pathlib import Path
 
+import torch
+
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # what a Hub push leaves out: training state, caches (stage 2's stage-1 features), samples and logs; the model
 # folders, their configs and cards, and the run's json records go up
@@ -118,6 +120,11 @@ class Run:
             mixed_precision=args.mixed_precision, log_with=log_with,
             project_config=ProjectConfiguration(project_dir=str(self.out), logging_dir=str(self.out / "logs")))
         set_seed(args.seed, device_specific=True)  # a different stream per rank
+        if self.accelerator.device.type == "cuda":
+            # TF32 matrix products and convolutions (float32 storage, 10-bit mantissa products) and cuDNN's
+            # autotuner for the fixed batch shapes: what Hopper and Ampere run fast; CPU runs are untouched
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
         if log_with:
             cfg = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
             self.accelerator.init_trackers(name, config=cfg)

@@ -38,6 +38,9 @@ def read_video(path: str | os.PathLike, size: int | None = None) -> tuple[np.nda
         cmd += ["-vf", f"scale={size}:{size}:flags=area"]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0 and b"fps_mode" in proc.stderr:  # an ffmpeg before 5.1 (S2V_FFMPEG): the old name
+        cmd[cmd.index("-fps_mode"):cmd.index("-fps_mode") + 2] = ["-vsync", "passthrough"]
+        proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         raise VideoError(f"cannot decode {Path(path).name}: {proc.stderr.decode(errors='replace').strip()[-300:]}")
     n = len(proc.stdout) // (w * h * 3)

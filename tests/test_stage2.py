@@ -180,6 +180,34 @@ def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
     np.random.seed(0)
     got = {bool(np.allclose(ds[0]["nu"].numpy(), t["nu_star"][i])) for _ in range(20)}
     assert got == {True, False}
+    _device_frames_match_frames(data, feats, t)
+
+
+def _device_frames_match_frames(data, feats, t):
+    """DeviceFrames (the GPU trainer's batches) gives what Frames gives for the same frames: frame, c window,
+    ν, μ, maps; its off-sync window is one of the clip's windows >= offsync_min frames away."""
+    from s2v.data import DeviceFrames, Frames
+
+    for context, source in ((1, "student"), (0, "teacher")):
+        ds = Frames(data, feats, t, "train", context, 3, "teacher", source)
+        dev = DeviceFrames(ds, "cpu")
+        assert len(dev) == len(ds)
+        k = torch.arange(len(ds))
+        b = dev.gather(k)
+        for key in ("frame", "c", "nu", "mu"):
+            want = torch.stack([ds[int(x)][key] for x in k])
+            assert b[key].shape == want.shape and torch.allclose(b[key], want), key
+        assert all(torch.equal(b["maps"][m], torch.stack([ds[int(x)]["maps"][m] for x in k])) for m in range(3))
+        for x in range(len(ds)):
+            i, tt = ds.index.locate(x)
+            n, fps = data.clips[i]["n_frames"], data.clips[i]["fps"]
+            far = [u for u in range(n) if abs(u - tt) >= 3]
+            assert far, "the tiny corpus' clips are long enough for off-sync frames"
+            assert any(np.allclose(b["c_off"][x].numpy(), feats.window(i, u, fps, context)) for u in far)
+    # drawn batches cover the split and the off-sync frames spread over the allowed ones
+    torch.manual_seed(0)
+    b = dev.next(4 * len(ds))
+    assert b["frame"].shape == (4 * len(ds), 3, data.size, data.size) and b["frame"].min() >= -1
 
 
 def test_expert_sync_loss_prefers_lips_that_follow_the_audio():

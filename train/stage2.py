@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s2v.data import Frames, Prepared, SyncWindows  # noqa: E402
+from s2v.data import DeviceFrames, Frames, Prepared, SyncWindows  # noqa: E402
 from s2v.discriminators import ADVERSARIES, Discriminators, DiscriminatorsConfig, active_adversaries  # noqa: E402
 from s2v.features import STAGE1_PARTS, AudioFeatures  # noqa: E402
 from s2v.modeling import fingerprint  # noqa: E402
@@ -81,6 +82,11 @@ def parse_args(argv=None):
                         "fine-tune a model with the expert sync loss; the discriminators start fresh")
     p.add_argument("--offsync-min", type=int, default=3, help="|τ - τ'| in frames for off-sync pairs")
     p.add_argument("--sample-steps", type=int, default=250)
+    p.add_argument("--batches", default="auto", choices=("auto", "device", "loader"),
+                   help="where training batches are drawn: on the accelerator from the split copied there once "
+                        "(s2v.data.DeviceFrames; no workers, no host-to-device copies), or by a DataLoader over the "
+                        "memory-mapped shards; auto: on the device on CUDA when the split takes <= 40 %% of its free "
+                        "memory, else the loader (always on CPU)")
     p.add_argument("--base", type=int, default=256, help="generator channels at 4x4")
     p.add_argument("--d-width", type=int, default=64)
     a = p.parse_args(argv)
@@ -135,11 +141,15 @@ def main(args) -> dict:
     G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     opts = {"g": torch.optim.RMSprop(G.parameters(), lr=args.learning_rate),
             **{k: torch.optim.RMSprop(getattr(D, k).parameters(), lr=a.lr) for k, a in ADVERSARIES.items()}}
-    loader = torch.utils.data.DataLoader(
-        Frames(data, feats, targets, "train", args.context, args.offsync_min, args.mu_source,
-               args.nu_source),
-        batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers,
-        persistent_workers=args.num_workers > 0)
+    frames = Frames(data, feats, targets, "train", args.context, args.offsync_min, args.mu_source, args.nu_source)
+    on_device = args.batches == "device" or (args.batches == "auto" and DeviceFrames.fits(frames, acc.device))
+    if on_device:
+        loader = None
+        acc.print(f"batches drawn on {acc.device} ({DeviceFrames.nbytes(frames) / 2 ** 30:.2f} GiB of frames and features)")
+        device_frames = DeviceFrames(frames, acc.device)
+    else:
+        loader = torch.utils.data.DataLoader(frames, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                                             num_workers=args.num_workers, persistent_workers=args.num_workers > 0)
     t_emo = None
     if args.lambda_expr:
         t_emo = load_emotion_teacher(args.teachers).to(acc.device)  # frozen, eval mode
@@ -151,7 +161,10 @@ def main(args) -> dict:
                         nu_source=args.nu_source),
             batch_size=args.sync_batch, shuffle=True, drop_last=True, num_workers=args.num_workers,
             persistent_workers=args.num_workers > 0)
-    G, D, loader, *opt_list = acc.prepare(G, D, loader, *opts.values())
+    if loader is None:
+        G, D, *opt_list = acc.prepare(G, D, *opts.values())
+    else:
+        G, D, loader, *opt_list = acc.prepare(G, D, loader, *opts.values())
     if windows is not None:
         windows = infinite(acc.prepare(windows))
     opts = dict(zip(opts, opt_list))
@@ -161,10 +174,12 @@ def main(args) -> dict:
     from tqdm.auto import tqdm
 
     bar = tqdm(total=args.max_steps, initial=step, desc="stage 2", disable=not run.is_main)
-    batches = infinite(loader)
+    batches = infinite(loader) if loader is not None else iter(lambda: device_frames.next(args.batch_size), None)
     adversaries = active_adversaries(gcfg.identity_branch, ("sync",) if args.no_d_sync else ())
     g, d = {}, {}  # the last step's terms (none when a finished run is resumed)
+    clock = Throughput(acc.device, step, warmup=min(10, max(0, args.max_steps - step - 1)))
     while step < args.max_steps:
+        clock.tick(step)
         b = next(batches)
         real = b["frame"]  # (B, 3, S, S) in [-1, 1]
         # ---- generator
@@ -211,18 +226,58 @@ def main(args) -> dict:
             bar.set_postfix(g=f"{g_total.item():.3f}", sim=f"{g['sim'].item():.3f}")
             run.log({**{f"g/{k}": v.item() for k, v in g.items()}, **{f"d/{k}": v.item() for k, v in d.items()}}, step)
         if run.is_main and (step % args.sample_steps == 0 or step == args.max_steps):
+            clock.pause()
             grid = sample_grid(acc.unwrap_model(G), data, feats, fixed, acc.device)
             save_png(run.out / "samples" / f"step-{step:06d}.png", grid)
             if args.report_to:
                 for tracker in acc.trackers:
                     if tracker.name == "tensorboard":
                         tracker.writer.add_image("samples", grid, step, dataformats="HWC")
+            clock.resume()
+        clock.pause()
         run.maybe_checkpoint(step, lambda out: save(acc.unwrap_model(G), out, args, None))
+        clock.resume()
     bar.close()
-    metrics = {"steps": step, "final": {k: round(v.item(), 5) for k, v in {**g, **d}.items()}}
+    metrics = {"steps": step, "final": {k: round(v.item(), 5) for k, v in {**g, **d}.items()},
+               "speed": clock.report(step, args.batch_size * acc.num_processes)}
     acc.print(json.dumps(metrics))
     run.finish(step, lambda out: save(acc.unwrap_model(G), out, args, metrics))
     return metrics
+
+
+class Throughput:
+    """Training frames per second of this call, timed from `warmup` steps after it started to its end, less the
+    time spent on sample grids and checkpoints (CUDA is synchronised at each mark, so queued work is counted).
+    Also the wall-clock bounds of that window, so a sampler of GPU activity (benchmarks/stage2_gpu.py) can
+    read the same window."""
+
+    def __init__(self, device, start: int, warmup: int):
+        self.sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+        self.first, self.t0, self.paused, self.excluded = start + warmup, None, None, 0.0
+
+    def tick(self, step: int) -> None:
+        if step == self.first:
+            self.sync()
+            self.t0, self.wall0 = time.perf_counter(), time.time()
+
+    def pause(self) -> None:
+        if self.t0 is not None:
+            self.sync()
+            self.paused = time.perf_counter()
+
+    def resume(self) -> None:
+        if self.paused is not None:
+            self.excluded += time.perf_counter() - self.paused
+            self.paused = None
+
+    def report(self, step: int, frames_per_step: int) -> dict | None:
+        if self.t0 is None or step <= self.first:
+            return None
+        self.sync()
+        seconds = time.perf_counter() - self.t0 - self.excluded
+        return {"frames_per_s": round((step - self.first) * frames_per_step / seconds, 1),
+                "steps_timed": step - self.first, "seconds": round(seconds, 2),
+                "window": [round(self.wall0, 3), round(time.time(), 3)], "excluded_seconds": round(self.excluded, 2)}
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
