@@ -35,6 +35,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -49,26 +50,58 @@ SPLITS = {"test": "seen (test clips)", "unseen": "unseen actors"}
 
 # --------------------------------------------------------------------------------------- metrics
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
+def _as_images(x, dtype=torch.float64) -> torch.Tensor:
+    """(T, H, W, 3) or (H, W, 3) uint8, numpy or tensor -> (T, 3, H, W) float tensor (on x's device)."""
+    x = x if torch.is_tensor(x) else torch.from_numpy(np.require(x, requirements=['C', 'W']))
+    x = x[None] if x.ndim == 3 else x
+    return x.permute(0, 3, 1, 2).to(dtype)
+
+
+def _band(n: int, w: torch.Tensor) -> torch.Tensor:
+    """(n - 2r, n): row i holds the window w over pixels i..i+2r (a 'valid' filter as a matrix)."""
+    r = (len(w) - 1) // 2
+    m = torch.zeros(n - 2 * r, n, dtype=w.dtype, device=w.device)
+    for i in range(n - 2 * r):
+        m[i, i:i + 2 * r + 1] = w
+    return m
+
+
+def ssim_frames(a, b, sigma: float = 1.5) -> torch.Tensor:
+    """(T,) SSIM of each frame pair of two (T, H, W, 3) uint8 arrays or tensors (any device): skimage's
+    `structural_similarity(channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False)` on tensors — a Gaussian window truncated at 3.5 σ, the statistics averaged
+    over the pixels whose window lies inside the image, then over the channels. float32, with the second
+    moments taken about 128 so that no variance is a small difference of large numbers (tests/test_evaluate.py
+    checks it against skimage to 1e-6)."""
+    x, y = _as_images(a, torch.float32), _as_images(b, torch.float32)
+    if x.shape != y.shape:
+        raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+    r = int(3.5 * sigma + 0.5)
+    w = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float64) ** 2 / (2 * sigma ** 2))
+    w = (w / w.sum()).to(torch.float32).to(x.device)
+    t, c, h, wd = x.shape
+    x, y = x - 128, y - 128
+    stack = torch.stack([x, y, x * x, y * y, x * y]).reshape(-1, h, wd)  # all local means in one separable filter
+    mx, my, xx, yy, xy = (_band(h, w) @ stack @ _band(wd, w).T).reshape(5, t, c, h - 2 * r, wd - 2 * r)
+    vx, vy, vxy = xx - mx * mx, yy - my * my, xy - mx * my
+    mx, my = mx + 128, my + 128
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return s.mean((1, 2, 3))
+
+
+def ssim(a, b) -> float:
     """Mean SSIM (Gaussian window σ = 1.5, as Wang et al.) over the frames of two (T, H, W, 3) or
-    (H, W, 3) uint8 arrays."""
-    from skimage.metrics import structural_similarity
-
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
-    if a.ndim == 3:
-        a, b = a[None], b[None]
-    return float(np.mean([structural_similarity(x, y, channel_axis=-1, data_range=255, gaussian_weights=True,
-                                                sigma=1.5, use_sample_covariance=False) for x, y in zip(a, b)]))
+    (H, W, 3) uint8 arrays (`ssim_frames`)."""
+    return float(ssim_frames(a, b).mean())
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
+def psnr(a, b) -> float:
     """PSNR in dB over all frames (data range 255); identical inputs give math.inf."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
-    mse = float(np.mean((a - b) ** 2))
+    x, y = _as_images(a), _as_images(b)
+    if x.shape != y.shape:
+        raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+    mse = float(((x - y) ** 2).mean())
     return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
 
 
@@ -127,29 +160,50 @@ class Judges:
 
     @torch.no_grad()
     def score(self, frames: np.ndarray, audio: np.ndarray, fps: float, k: int = 8) -> dict:
-        from .syncnet import sync_scores
+        return self.score_many([frames], audio, fps, k)[0]
 
-        pick = np.linspace(0, len(frames) - 1, min(k, len(frames))).round().astype(int)
-        x = images(frames[pick], self.device)
-        emb = self.t_id.embed(x).mean(0, keepdim=True).cpu().numpy()
-        out = {"nearest": str(self.gallery.nearest(emb)[0]),
-               "emotion": int(self.t_emo.crema_logits(x).mean(0).argmax())}
+    @torch.no_grad()
+    def score_many(self, videos: list[np.ndarray], audio: np.ndarray, fps: float, k: int = 8) -> list[dict]:
+        """`score` of several videos of one clip (the methods of an evaluation row) at once: every judge sees
+        all their sampled frames in one batch, and each sync expert embeds the clip's audio once."""
+        from .attributes import attribute_features
+        from .syncnet import embed_audio_clip, embed_video_clip, offset_distances, scores_of
+
+        n = len(videos[0])
+        if any(len(v) != n for v in videos):
+            raise ValueError("score_many needs videos of one length (the same clip)")
+        m = len(videos)
+        pick = np.linspace(0, n - 1, min(k, n)).round().astype(int)
+        picked = np.concatenate([np.asarray(v)[pick] for v in videos])  # (m * len(pick), H, W, 3)
+        x = images(picked, self.device)
+        per = (lambda t: t.unflatten(0, (m, len(pick))).mean(1))  # noqa: E731  per video: the mean of its frames
+        emb = per(self.t_id.embed(x)).cpu().numpy()
+        nearest = self.gallery.nearest(emb)
+        emo = per(self.t_emo.crema_logits(x)).argmax(1).tolist()
+        out = [{"nearest": str(nearest[j]), "emotion": int(emo[j])} for j in range(m)]
         if self.t_emo2 is not None:
-            out["emotion_heldout"] = int(self.t_emo2.crema_logits(x).mean(0).argmax())
+            for o, e in zip(out, per(self.t_emo2.crema_logits(x)).argmax(1).tolist()):
+                o["emotion_heldout"] = int(e)
         if self.id2 is not None:  # one embedding per clip: the mean of its frames' (kept out of results.json)
-            e = self.heldout_embed(frames[pick]).mean(0)
-            out["_embedding"] = e / (np.linalg.norm(e) + 1e-12)
+            e = self.heldout_embed(picked).reshape(m, len(pick), -1).mean(1)
+            for o, ej in zip(out, e):
+                o["_embedding"] = ej / (np.linalg.norm(ej) + 1e-12)
             if self.attributes is not None:
-                from .attributes import attribute_features
-
-                f = attribute_features(self.id2, frames[pick], self.device).mean(0, keepdims=True)
-                out.update({f"pred_{k}": str(v[0]) for k, v in self.attributes.predict(f).items()})
-        if self.sync is not None:
-            s = sync_scores(self.sync, frames, audio, fps)
-            out.update(lse_c=s["lse_c"], lse_d=s["lse_d"], offset=s["offset"])
-        if self.sync2 is not None:  # a second expert, never a training loss: the sync figures to trust
-            s = sync_scores(self.sync2, frames, audio, fps)
-            out.update(lse_c_heldout=s["lse_c"], lse_d_heldout=s["lse_d"], offset_heldout=s["offset"])
+                f = attribute_features(self.id2, picked, self.device).reshape(m, len(pick), -1).mean(1)
+                pred = self.attributes.predict(f)
+                for j, o in enumerate(out):
+                    o.update({f"pred_{key}": str(v[j]) for key, v in pred.items()})
+        for net, names in ((self.sync, ("lse_c", "lse_d", "offset")),
+                           (self.sync2, ("lse_c_heldout", "lse_d_heldout", "offset_heldout"))):
+            if net is None:
+                continue  # sync2: a second expert, never a training loss: the sync figures to trust
+            net.eval()
+            a = None
+            for o, v in zip(out, videos):
+                ve = embed_video_clip(net, v)
+                a = embed_audio_clip(net, audio, fps, len(ve)) if a is None else a
+                sc = scores_of(offset_distances(ve, a))
+                o.update(zip(names, (sc["lse_c"], sc["lse_d"], sc["offset"])))
         return out
 
 
@@ -208,7 +262,7 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
 
     from .data import Prepared
     from .features import AudioFeatures
-    from .generator import generate_clip, to_uint8
+    from .generator import generate_clip, generate_clips, to_uint8
     from .pipeline import RECALL, Speech2Video
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -228,6 +282,7 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
     vec = Vectors(pipe, judges, data, device)
     recall_t = pipe.recall if pipe.recall is not None else RECALL
     rng = np.random.default_rng(seed)
+    t_start = time.perf_counter()  # the clips' work, models loaded
     per_clip, strip, faces = [], {}, {}  # faces: unseen actor -> method -> the middle frame of its first clip
     for split in splits:
         ids = pick_clips(data, split, limit, seed)
@@ -246,19 +301,22 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
             if baselines:
                 nus.update({"reference": vec.of(actor), "mismatch": vec.of(others[rng.integers(len(others))]),
                             "mean-face": vec.mean_face(), "random-seen": vec.random_seen(rng, actor)})
+            gen = [m for m in methods if m in nus]  # one generator call for all of them
+            videos = dict(zip(gen, (to_uint8(f) for f in generate_clips(pipe.generator, c, [nus[m] for m in gen],
+                                                                         mu, n, fps))))
+            videos["ground-truth"] = gt
+            if "s2f-like" in methods:
+                c2, nu2, mu2 = (torch.from_numpy(x).to(device) for x in AudioFeatures.compute(
+                    abl.cpc, abl.students, audio, device))
+                videos["s2f-like"] = to_uint8(generate_clip(abl.generator, c2, nu2, mu2, n, fps))
+            scores = dict(zip(methods, judges.score_many([videos[m] for m in methods], audio, fps)))
+            label = EMOTIONS.index(clip["emotion"]) if clip.get("emotion") in EMOTIONS else None
             for m in methods:
-                if m == "ground-truth":
-                    frames = gt
-                elif m == "s2f-like":
-                    c2, nu2, mu2 = (torch.from_numpy(x).to(device) for x in AudioFeatures.compute(
-                        abl.cpc, abl.students, audio, device))
-                    frames = to_uint8(generate_clip(abl.generator, c2, nu2, mu2, n, fps))
-                else:
-                    frames = to_uint8(generate_clip(pipe.generator, c, nus[m], mu, n, fps))
-                row = {"clip": i, "split": split, "method": m, "actor": actor, **judges.score(frames, audio, fps)}
+                frames = videos[m]
+                row = {"clip": i, "split": split, "method": m, "actor": actor, **scores[m]}
                 if m != "ground-truth":
                     row.update(ssim=ssim(frames, gt), psnr=psnr(frames, gt))
-                row["emotion_label"] = EMOTIONS.index(clip["emotion"]) if clip.get("emotion") in EMOTIONS else None
+                row["emotion_label"] = label
                 per_clip.append(row)
                 if m in ("ground-truth", "s2v") and split not in strip.get(m, {}):
                     strip.setdefault(m, {})[split] = frames
@@ -268,6 +326,10 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
     if judges.id2 is not None:  # every actor's still by the held-out judge: the candidates of the open-set scores
         actors = sorted(data.actors, key=str)
         stills = dict(zip(actors, judges.heldout_embed(np.stack([data.still(a) for a in actors]))))
+    seconds = time.perf_counter() - t_start
+    n_clips = len({(r["split"], r["clip"]) for r in per_clip})
+    print(f"evaluated {n_clips} clips ({len(methods)} methods each) in {seconds:.1f} s: {n_clips / seconds:.2f} clips/s "
+          f"on {device}", file=sys.stderr)
     results = summarise(per_clip, data, pipe.gallery, stills, judges.attributes)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

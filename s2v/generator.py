@@ -33,16 +33,40 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
+def frame_batch(device) -> int:
+    """Frames per generator call: 32 on a CPU (measured on 2 cores at 64 px: 524 frames/s at 32, 413 at 64, 326
+    at 256: the activations stay in cache), 512 on an accelerator."""
+    return 32 if torch.device(device).type == "cpu" else 512
+
+
 @torch.no_grad()
 def generate_clip(generator: "Generator", c: torch.Tensor, nu: torch.Tensor, mu: torch.Tensor, n_frames: int,
-                  fps: int, batch: int = 64) -> torch.Tensor:
+                  fps: int, batch: int | None = None) -> torch.Tensor:
     """All frames of a clip: (n_frames, 3, S, S) in [-1, 1] from its c (T_cpc, H), ν (D,), μ (6,)."""
+    batch = batch or frame_batch(c.device)
     win = context_windows(c, n_frames, fps, generator.config.context)
     out = []
     for s in range(0, n_frames, batch):
         w = win[s:s + batch]
         out.append(generator(w, nu.expand(len(w), -1), mu.expand(len(w), -1))[0])
     return torch.cat(out)
+
+
+@torch.no_grad()
+def generate_clips(generator: "Generator", c: torch.Tensor, nus: list[torch.Tensor], mu: torch.Tensor, n_frames: int,
+                   fps: int, batch: int | None = None) -> list[torch.Tensor]:
+    """`generate_clip` for several ν of one clip (an evaluation's methods) in shared batches: a list of
+    (n_frames, 3, S, S). Same frames as one `generate_clip` per ν (the generator is in eval mode)."""
+    batch = batch or frame_batch(c.device)
+    win = context_windows(c, n_frames, fps, generator.config.context)
+    k = len(nus)
+    w_all = win.repeat(k, 1, 1)
+    nu_all = torch.stack(nus).repeat_interleave(n_frames, 0)
+    out = []
+    for s in range(0, k * n_frames, batch):
+        w = w_all[s:s + batch]
+        out.append(generator(w, nu_all[s:s + batch], mu.expand(len(w), -1))[0])
+    return list(torch.cat(out).split(n_frames)) if out else []
 
 
 @dataclass(frozen=True)

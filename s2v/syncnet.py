@@ -186,20 +186,39 @@ def audio_windows(m: np.ndarray, starts) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed_clip(net: SyncNet, frames: np.ndarray, audio: np.ndarray, fps: float, batch: int = 64):
-    """Lip and audio embeddings of every 5-frame window of a clip: two (T - 4, D) tensors."""
+def embed_video_clip(net: SyncNet, frames, batch: int = 256) -> torch.Tensor:
+    """(T - 4, D) lip embeddings of every 5-frame window of a clip's (T, H, W, 3) uint8 frames (numpy, or a
+    tensor on any device)."""
     dev = next(net.parameters()).device
     n = len(frames) - VIDEO_WINDOW + 1
     if n < 1:
         raise ValueError(f"a clip of {len(frames)} frames is shorter than one {VIDEO_WINDOW}-frame window")
-    x = net.lip_input(frames)
-    m = mfcc(audio)
-    v, a = [], []
+    frames = frames.to(dev) if torch.is_tensor(frames) else torch.from_numpy(np.require(frames, requirements=['C', 'W'])).to(dev)
+    x = lip_tensor(frames.permute(0, 3, 1, 2).float(), net.config)
+    out = []
     for s in range(0, n, batch):
         idx = range(s, min(s + batch, n))
-        v.append(net.embed_video(video_windows(x, idx).to(dev)).float().cpu())
-        a.append(net.embed_audio(audio_windows(m, [mfcc_start(i, fps) for i in idx]).to(dev)).float().cpu())
-    return torch.cat(v), torch.cat(a)
+        out.append(net.embed_video(video_windows(x, idx)).float())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def embed_audio_clip(net: SyncNet, audio: np.ndarray, fps: float, n: int, batch: int = 256) -> torch.Tensor:
+    """(n, D) audio embeddings of the MFCC windows of video frames 0..n-1 (n = T - 4 for a clip of T frames):
+    the same for every video of that audio, so an evaluation computes it once per clip and expert."""
+    dev = next(net.parameters()).device
+    m = mfcc(audio)
+    out = []
+    for s in range(0, n, batch):
+        out.append(net.embed_audio(audio_windows(m, [mfcc_start(i, fps) for i in range(s, min(s + batch, n))])
+                                   .to(dev)).float())
+    return torch.cat(out)
+
+
+def embed_clip(net: SyncNet, frames: np.ndarray, audio: np.ndarray, fps: float):
+    """Lip and audio embeddings of every 5-frame window of a clip: two (T - 4, D) tensors (on the net's device)."""
+    v = embed_video_clip(net, frames)
+    return v, embed_audio_clip(net, audio, fps, len(v))
 
 
 def offset_distances(video: torch.Tensor, audio: torch.Tensor, vshift: int = VSHIFT) -> torch.Tensor:
@@ -211,12 +230,20 @@ def offset_distances(video: torch.Tensor, audio: torch.Tensor, vshift: int = VSH
     return d.mean(0)
 
 
-def sync_scores(net: SyncNet, frames: np.ndarray, audio: np.ndarray, fps: float, vshift: int = VSHIFT) -> dict:
+def sync_scores(net: SyncNet, frames: np.ndarray, audio: np.ndarray, fps: float, vshift: int = VSHIFT,
+                audio_embedding: torch.Tensor | None = None) -> dict:
     """LSE-D (min mean distance), LSE-C (median - min) and the offset in frames (0 = in sync; syncnet_python's
-    sign: vshift - argmin, so a positive offset means the video lags the audio)."""
+    sign: vshift - argmin, so a positive offset means the video lags the audio). `audio_embedding`: the clip's
+    `embed_audio_clip`, when several videos are scored against one audio."""
     net.eval()
-    v, a = embed_clip(net, frames, audio, fps)
-    mdist = offset_distances(v, a, vshift)
+    v = embed_video_clip(net, frames)
+    a = embed_audio_clip(net, audio, fps, len(v)) if audio_embedding is None else audio_embedding[:len(v)]
+    return scores_of(offset_distances(v, a, vshift), vshift)
+
+
+def scores_of(mdist: torch.Tensor, vshift: int = VSHIFT) -> dict:
+    """LSE-D, LSE-C and offset from the (2 vshift + 1,) mean distances of `offset_distances`."""
+    mdist = mdist.float().cpu()
     k = int(torch.argmin(mdist))
     return {"lse_d": float(mdist[k]), "lse_c": float(mdist.median() - mdist[k]), "offset": vshift - k,
             "distances": mdist.numpy()}

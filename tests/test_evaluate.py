@@ -161,6 +161,65 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
     assert "held-out judge" in (out / "results.md").read_text() and "1:2 match" in (out / "results.md").read_text()
     assert "| method |" in (out / "results.md").read_text()
     assert (out / "strip.png").stat().st_size > 0 and (out / "faces.png").stat().st_size > 0
+    _batched_scoring_matches_one_by_one(tiny_prep, tiny_model, judge, sync)
+
+
+def _batched_scoring_matches_one_by_one(prep, model, judge, sync):
+    """The evaluation's batched path (all methods of a clip generated in shared batches, judged in one batch,
+    the audio embedded once per sync expert) gives each video what scoring it alone gives."""
+    from s2v.data import Prepared
+    from s2v.evaluate import Judges
+    from s2v.generator import generate_clip, generate_clips
+    from s2v.pipeline import Speech2Video
+
+    pipe = Speech2Video.from_pretrained(model, device="cpu")
+    data = Prepared(prep)
+    i = data.split("test")[0]
+    clip, audio = data.clips[i], data.audio(i)
+    n, fps = clip["n_frames"], clip["fps"]
+    c = torch.randn(n * 4 + 8, pipe.generator.config.c_dim)
+    nus = [torch.randn(pipe.generator.config.nu_dim) for _ in range(3)]
+    mu = torch.softmax(torch.randn(pipe.generator.config.mu_dim), 0)
+    together = generate_clips(pipe.generator, c, nus, mu, n, fps, batch=5)  # batches that straddle two videos
+    for nu, got in zip(nus, together):
+        assert torch.allclose(got, generate_clip(pipe.generator, c, nu, mu, n, fps), atol=1e-5)
+    judges = Judges(prep.parent / "teachers", sync, pipe.gallery, "cpu", prep.parent / "teachers" / "emotion",
+                    judge, sync)
+    from s2v.generator import to_uint8
+
+    videos = [np.asarray(data.frames(i))] + [to_uint8(v) for v in together]
+    many = judges.score_many(videos, audio, fps)
+    for v, got in zip(videos, many):
+        one = judges.score(v, audio, fps)
+        assert set(one) == set(got)
+        for key, value in one.items():
+            if isinstance(value, float):
+                assert got[key] == pytest.approx(value, abs=1e-5), key
+            elif isinstance(value, np.ndarray):
+                assert np.allclose(got[key], value, atol=1e-5), key
+            else:
+                assert got[key] == value, key
+
+
+def test_ssim_is_skimages():
+    """ssim_frames (torch, any device) against skimage's structural_similarity with the paper-standard settings,
+    on natural-ish frames, noise, a darkening and flat regions."""
+    from skimage.metrics import structural_similarity
+
+    from s2v.evaluate import ssim_frames
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:40, :48]
+    base = np.stack([(np.sin(xx / 5 + k) * 60 + yy * 2 + 60) for k in range(3)], -1)
+    a = np.clip(base[None] + rng.normal(0, 5, (4, 40, 48, 3)), 0, 255).astype(np.uint8)
+    cases = [np.clip(a + rng.normal(0, 30, a.shape), 0, 255).astype(np.uint8), a // 2, np.full_like(a, 200), a]
+    for b in cases:
+        want = [structural_similarity(x, y, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
+                                      use_sample_covariance=False) for x, y in zip(a, b)]
+        assert np.allclose(ssim_frames(a, b).numpy(), want, atol=1e-6)
+    assert ssim(a[0], cases[0][0]) == pytest.approx(structural_similarity(
+        a[0], cases[0][0], channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False), abs=1e-6)
 
 
 def test_open_set_scores_known_answers():
