@@ -4,7 +4,7 @@
         [--mixed-precision no|bf16] [--compile]
 
 Times full training steps (one G update, one update of each discriminator, the losses of
-train/stage2.py) on random tensors of the right shapes, then generator-only inference, and prints
+train/stage2.py; --ops counts the operators a step dispatches, which bound a GPU step at small sizes) on random tensors of the right shapes, then generator-only inference, and prints
 frames per second and peak memory (CUDA: max allocated; CPU: the process's peak resident size).
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s2v.discriminators import Discriminators, DiscriminatorsConfig  # noqa: E402
+from s2v.discriminators import ADVERSARIES, Discriminators, DiscriminatorsConfig  # noqa: E402
 from s2v.generator import Generator, GeneratorConfig  # noqa: E402
-from s2v.losses import l_grad, l_sim, lsgan_d, lsgan_g, sync_d  # noqa: E402
+from s2v.losses import l_grad, l_sim  # noqa: E402
 
 
 def main() -> None:
@@ -35,6 +35,7 @@ def main() -> None:
                    help="the networks' layout (train/stage2.py uses channels_last)")
     p.add_argument("--mixed-precision", default="no", choices=("no", "bf16"), help="autocast as train/stage2.py's")
     p.add_argument("--compile", action="store_true", help="torch.compile the generator and discriminators")
+    p.add_argument("--ops", action="store_true", help="also count the aten operators one training step dispatches")
     a = p.parse_args()
     dev = torch.device(a.device)
     if dev.type == "cuda":  # as s2v.training.Run sets them
@@ -58,26 +59,33 @@ def main() -> None:
     real = torch.rand(b, 3, a.size, a.size, device=dev) * 2 - 1
     maps = [torch.randn(b, ch, s, s, device=dev) for ch, s in zip(gcfg.id_channels, gcfg.id_sizes)]
 
-    uD = D
 
-    def step():
+    s = {"real": real, "c": c, "c_off": c.roll(1, 0), "real_maps": maps}
+
+    def step():  # train/stage2.py's step: the adversaries' own losses (s2v.discriminators.ADVERSARIES)
         with autocast:
             fake, fmaps = G(c, nu, mu)
-            g = lsgan_g(uD.fr(fake)[0]) + lsgan_g(uD.sync(c, fake)[0]) + lsgan_g(uD.id(fmaps)[0]) \
-                + 10 * l_sim(fake, real) + 10 * l_grad(fake, real)
+            s.update(fake=fake, maps=fmaps)
+            g = sum(a.g_loss(D, s) for a in ADVERSARIES.values()) + 10 * l_sim(fake, real) + 10 * l_grad(fake, real)
         opt_g.zero_grad()
         g.backward()
         opt_g.step()
-        fake, fmaps = fake.detach(), [m.detach() for m in fmaps]
+        s.update(fake=fake.detach(), maps=[m.detach() for m in fmaps])
         with autocast:
-            d = lsgan_d(uD.fr(real)[0], uD.fr(fake)[0]) + lsgan_d(uD.id(maps)[0], uD.id(fmaps)[0]) \
-                + sync_d(uD.sync(c, real)[0], uD.sync(c.roll(1, 0), real)[0], uD.sync(c, fake)[0])
+            d = sum(a.d_loss(D, s) for a in ADVERSARIES.values())
         opt_d.zero_grad()
         d.backward()
         opt_d.step()
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     step()  # warm-up
+    ops = None
+    if a.ops:
+        from torch.profiler import profile
+
+        with profile() as prof:
+            step()
+        ops = sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
     sync()
     t = time.perf_counter()
     for _ in range(a.steps):
@@ -98,7 +106,7 @@ def main() -> None:
     print(json.dumps({"device": str(dev), "size": a.size, "batch_size": b, "memory_format": a.memory_format,
                       "mixed_precision": a.mixed_precision, "compile": a.compile, "threads": torch.get_num_threads(),
                       "train_frames_per_s": round(train_fps, 1), "inference_frames_per_s": round(infer_fps, 1),
-                      "peak_memory_mb": round(peak, 1),
+                      "peak_memory_mb": round(peak, 1), "aten_ops_per_step": ops,
                       "generator_params_m": round(sum(x.numel() for x in G.parameters()) / 1e6, 2),
                       "discriminator_params_m": round(sum(x.numel() for x in D.parameters()) / 1e6, 2)}))
 

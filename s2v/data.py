@@ -252,7 +252,7 @@ class DeviceFrames:
         self.frames = torch.empty((int(n.sum()), size, size, 3), dtype=torch.uint8, device=dev)
         for j, i in enumerate(ids):
             s = int(self.starts[j])
-            self.frames[s:s + int(n[j])] = torch.from_numpy(np.ascontiguousarray(data.frames(i))).to(dev)
+            self.frames[s:s + int(n[j])] = torch.from_numpy(np.require(data.frames(i), requirements=['C', 'W'])).to(dev)
 
     @staticmethod
     def nbytes(frames: Frames) -> int:

@@ -111,15 +111,29 @@ class Adversary:
     needs_identity_branch: bool = False
 
 
+# The discriminators' own losses judge all their inputs in one call (real and fake stacked on the batch axis,
+# split after): the same logits as one call each (no discriminator has a batch statistic), a third of the kernel
+# launches, which is what bounds a GPU step at these sizes, and one spectral-norm power iteration per step.
+def _id_d(D, s):
+    b = s["maps"][0].shape[0]
+    logits = D("id", [torch.cat([r, f]) for r, f in zip(s["real_maps"], s["maps"])])[0]
+    return lsgan_d(logits[:b], logits[b:])
+
+
+def _fr_d(D, s):
+    logits = D("fr", torch.cat([s["real"], s["fake"]]))[0]
+    return lsgan_d(*logits.chunk(2))
+
+
+def _sync_d(D, s):
+    logits = D("sync", torch.cat([s["c"], s["c_off"], s["c"]]), torch.cat([s["real"], s["real"], s["fake"]]))[0]
+    return sync_d(*logits.chunk(3))
+
+
 ADVERSARIES: dict[str, Adversary] = {  # order = the order of modules and optimizers in checkpoints
-    "id": Adversary(IdentityD, 3e-4, lambda D, s: lsgan_g(D("id", s["maps"])[0]),
-                    lambda D, s: lsgan_d(D("id", s["real_maps"])[0], D("id", s["maps"])[0]),
-                    needs_identity_branch=True),
-    "fr": Adversary(FrameD, 1e-4, lambda D, s: lsgan_g(D("fr", s["fake"])[0]),
-                    lambda D, s: lsgan_d(D("fr", s["real"])[0], D("fr", s["fake"])[0])),
-    "sync": Adversary(SyncD, 1e-5, lambda D, s: lsgan_g(D("sync", s["c"], s["fake"])[0]),
-                      lambda D, s: sync_d(D("sync", s["c"], s["real"])[0], D("sync", s["c_off"], s["real"])[0],
-                                          D("sync", s["c"], s["fake"])[0])),
+    "id": Adversary(IdentityD, 3e-4, lambda D, s: lsgan_g(D("id", s["maps"])[0]), _id_d, needs_identity_branch=True),
+    "fr": Adversary(FrameD, 1e-4, lambda D, s: lsgan_g(D("fr", s["fake"])[0]), _fr_d),
+    "sync": Adversary(SyncD, 1e-5, lambda D, s: lsgan_g(D("sync", s["c"], s["fake"])[0]), _sync_d),
 }
 
 

@@ -105,6 +105,16 @@ def psnr(a, b) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
 
 
+def at_size(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, S, S, 3) uint8 frames resized to size x size by pixel-area averaging (as `prepare` scales its frames):
+    a generator of another resolution is scored on the prepared data's frames, by the judges made for them."""
+    if frames.shape[1] == size:
+        return frames
+    import cv2
+
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+
+
 def _mean(values) -> float | None:
     v = [x for x in values if x is not None]
     return float(np.mean(v)) if v else None
@@ -302,13 +312,13 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
                 nus.update({"reference": vec.of(actor), "mismatch": vec.of(others[rng.integers(len(others))]),
                             "mean-face": vec.mean_face(), "random-seen": vec.random_seen(rng, actor)})
             gen = [m for m in methods if m in nus]  # one generator call for all of them
-            videos = dict(zip(gen, (to_uint8(f) for f in generate_clips(pipe.generator, c, [nus[m] for m in gen],
-                                                                         mu, n, fps))))
+            videos = dict(zip(gen, (at_size(to_uint8(f), data.size) for f in generate_clips(
+                pipe.generator, c, [nus[m] for m in gen], mu, n, fps))))
             videos["ground-truth"] = gt
             if "s2f-like" in methods:
                 c2, nu2, mu2 = (torch.from_numpy(x).to(device) for x in AudioFeatures.compute(
                     abl.cpc, abl.students, audio, device))
-                videos["s2f-like"] = to_uint8(generate_clip(abl.generator, c2, nu2, mu2, n, fps))
+                videos["s2f-like"] = at_size(to_uint8(generate_clip(abl.generator, c2, nu2, mu2, n, fps)), data.size)
             scores = dict(zip(methods, judges.score_many([videos[m] for m in methods], audio, fps)))
             label = EMOTIONS.index(clip["emotion"]) if clip.get("emotion") in EMOTIONS else None
             for m in methods:
@@ -338,6 +348,7 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
                 "emotion_judge": str(emotion_judge) if emotion_judge else None,
                 "identity_judge": str(identity_judge) if identity_judge else None,
                 "sync_judge": str(sync_judge) if sync_judge else None,
+                "generator_size": pipe.generator.config.size, "scored_at": data.size,
                 "splits": list(splits), "limit": limit, "baselines": baselines, "seed": seed,
                 "vectors": "teacher nu* (T_id of the still)" if vec.teacher else "mean student nu over the actor's clips"}
     (out / "results.json").write_text(json.dumps({"settings": settings, "rows": _jsonable(results)}, indent=1))

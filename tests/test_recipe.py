@@ -57,6 +57,16 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
                    "--nu-source", "mix")
     assert "--traits 2" in many.stdout and "--nu-source mix" in many.stdout  # (--tiny shrinks the counts)
     assert "--resume-from-checkpoint latest" in dry.stdout
+    # --profile gpu: 128 px, stage 2 in bf16 with a GPU batch; the CPU profile keeps the bundle's settings
+    gpu = _recipe(tmp_path, "--dry-run", "--profile", "gpu", "--skip", "speaker,assets").stdout.splitlines()
+    s2 = next(x for x in gpu if x.startswith("[stage2]"))
+    assert "--mixed-precision bf16" in s2  # (--tiny shrinks the batch)
+    assert "--size 128" in next(x for x in gpu if x.startswith("[prepare]"))
+    assert not any(x.startswith(("[speaker]", "[assets]")) for x in gpu)
+    cpu2 = next(x for x in dry.stdout.splitlines() if x.startswith("[stage2]"))
+    assert "--mixed-precision" not in cpu2
+    assert "--size 64" in next(x for x in dry.stdout.splitlines() if x.startswith("[prepare]"))
+    assert _recipe(tmp_path, "--dry-run", "--skip", "nonsense").returncode == 2
     r = _recipe(tmp_path, "--until", "prepare")
     assert r.returncode == 0, r.stderr
     state = json.loads((tmp_path / "runs" / "recipe.json").read_text())

@@ -121,6 +121,39 @@ def test_each_discriminator_learns_to_separate_real_from_fake():
         assert D("sync", c, frames)[0].mean() > D("sync", -c, frames)[0].mean() + 0.3
 
 
+def test_discriminator_losses_in_one_call_equal_one_call_per_input():
+    """ADVERSARIES' d_loss stacks real and fake into one call of each discriminator: the same loss and gradients
+    as calling it once per input (eval mode, so spectral norm's power iteration does not move between calls)."""
+    from s2v.discriminators import ADVERSARIES
+
+    torch.manual_seed(0)
+    D = Discriminators(DiscriminatorsConfig(c_dim=8, window=3, id_channels=(6, 4, 2), width=8))
+    b = 5
+    s = {"real": torch.rand(b, 3, 32, 32) * 2 - 1, "fake": torch.rand(b, 3, 32, 32) * 2 - 1,
+         "c": torch.randn(b, 3, 8), "c_off": torch.randn(b, 3, 8),
+         "real_maps": [torch.randn(b, c, sz, sz) for c, sz in ((6, 4), (4, 8), (2, 16))],
+         "maps": [torch.randn(b, c, sz, sz) for c, sz in ((6, 4), (4, 8), (2, 16))]}
+    separate = {"id": lambda: lsgan_d(D("id", s["real_maps"])[0], D("id", s["maps"])[0]),
+                "fr": lambda: lsgan_d(D("fr", s["real"])[0], D("fr", s["fake"])[0]),
+                "sync": lambda: sync_d(D("sync", s["c"], s["real"])[0], D("sync", s["c_off"], s["real"])[0],
+                                       D("sync", s["c"], s["fake"])[0])}
+    with torch.no_grad():  # spectral norm's power iterations settle (train mode), then stay put (eval)
+        for _ in range(20):
+            for fn in separate.values():
+                fn()
+    D.eval()
+    for name, adv in ADVERSARIES.items():
+        grads = []
+        for loss_fn in (lambda: adv.d_loss(D, s), separate[name]):
+            D.zero_grad()
+            loss = loss_fn()
+            loss.backward()
+            grads.append((loss.detach(), [p.grad.clone() for p in getattr(D, name).parameters() if p.grad is not None]))
+        (l1, g1), (l2, g2) = grads
+        assert torch.allclose(l1, l2, atol=1e-6), name
+        assert len(g1) == len(g2) > 0 and all(torch.allclose(x, y, rtol=1e-4, atol=1e-6) for x, y in zip(g1, g2)), name
+
+
 @pytest.fixture(scope="module")
 def tiny_stage1(tiny_prep, tmp_path_factory) -> Path:
     """A saved (untrained) stage 1 for the tiny data: CPC, students, gallery."""

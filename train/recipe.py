@@ -51,13 +51,13 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     g = (lambda cpu, on_gpu: str(on_gpu if gpu else cpu))  # noqa: E731
     if gpu:
         common = ["--num-workers", n(8, 0)]
-    # stage 2 on a GPU: 8x the batch (same learning rates), bf16 autocast, batches drawn on the device
-    # (train/stage2.py --batches auto); README "GPU"
+    # stage 2 on a GPU: 16x the batch for 2/3 of the steps (same learning rates), bf16 autocast, batches drawn on
+    # the device (train/stage2.py --batches auto); docs/training.md "On a GPU"
     s2_fast = ["--mixed-precision", "bf16"] if gpu else []
     # stage 2's settings, shared by stage2-sync (its --init-generator must match them)
     stage2 = ["train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers", str(r / "teachers"),
               "--nu-source", a.nu_source, "--context", "2", "--lambda-lower", "10", "--lambda-expr", "2",
-              "--expr-region", "upper", "--batch-size", n(g(16, 128), 4), *s2_fast]
+              "--expr-region", "upper", "--batch-size", n(g(16, 256), 4), *s2_fast]
     return [
         ("corpus", [PY, "-m", "s2v.corpus", "make", "--out", str(corpus), "--seen", n(a.seen, 3), "--unseen",
                     n(a.unseen, 2), "--sentences", n(12, 2), "--size", n(128, 64),
@@ -95,7 +95,7 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
                         "--seed", "1", "--width", "0.375", "--embed-dim", "128", "--max-steps", n(1500, 4),
                         "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2), *sync_tiny, *common, *resume],
          r / "sync-judge" / "metrics.json"),
-        ("stage2", [*LAUNCH, *stage2, "--output-dir", str(r / "stage2"), "--max-steps", n(g(3000, 4000), 4),
+        ("stage2", [*LAUNCH, *stage2, "--output-dir", str(r / "stage2"), "--max-steps", n(g(3000, 2000), 4),
                     "--checkpointing-steps", n(250, 2), "--sample-steps", n(500, 2), *common, *resume],
          r / "stage2" / "stage2.json"),
         *([("stage2-sync", [*LAUNCH, *stage2, "--output-dir", str(r / "stage2-sync"), "--init-generator",
@@ -143,8 +143,8 @@ def main(argv=None) -> int:
     p.add_argument("--assets", default="assets", help="the app's example voices and stills")
     p.add_argument("--profile", default="cpu", choices=("cpu", "gpu"),
                    help="cpu: the bundled 64 px model's settings (about 3 h on 2 cores); gpu: 128 px, stage 2 with "
-                        "batch 128 in bf16 for 4000 steps and its sync fine-tuning with 32 windows a step, 8 loader "
-                        "workers (README 'GPU')")
+                        "batch 256 in bf16 for 2000 steps and its sync fine-tuning with 32 windows a step, 8 loader "
+                        "workers (docs/training.md 'On a GPU')")
     p.add_argument("--size", type=int, default=None, help="face side in pixels (default: 64, or 128 with --profile gpu)")
     p.add_argument("--skip", default="", help="steps to leave out, comma-separated (e.g. speaker where its weights "
                                               "cannot be fetched: the GPU machine has no internet)")
