@@ -170,6 +170,8 @@ class Judges:
 
     @torch.no_grad()
     def score(self, frames: np.ndarray, audio: np.ndarray, fps: float, k: int = 8) -> dict:
+        """One video's judgement: nearest seen actor and emotion of k sampled frames, the held-out judges'
+        readings, and the sync figures of the whole clip against `audio`."""
         return self.score_many([frames], audio, fps, k)[0]
 
     @torch.no_grad()
