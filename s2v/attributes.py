@@ -38,7 +38,7 @@ def load_identity_judge(directory: str | os.PathLike):
 
 @torch.no_grad()
 def embed_images(t_id, frames: np.ndarray, device, batch: int = 256) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, D) L2-normalised embeddings."""
+    """(N, H, W, 3) uint8 (numpy, or a tensor on any device) -> (N, D) L2-normalised embeddings."""
     from .targets import images
 
     out = [torch.nn.functional.normalize(t_id.embed(images(frames[s:s + batch], device)), dim=-1).cpu().numpy()

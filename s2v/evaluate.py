@@ -105,14 +105,16 @@ def psnr(a, b) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
 
 
-def at_size(frames: np.ndarray, size: int) -> np.ndarray:
-    """(T, S, S, 3) uint8 frames resized to size x size by pixel-area averaging (as `prepare` scales its frames):
-    a generator of another resolution is scored on the prepared data's frames, by the judges made for them."""
+def at_size(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """(T, S, S, 3) uint8 frames (a tensor, on any device) resized to size x size by pixel-area averaging (OpenCV's
+    INTER_AREA, as `prepare` scales its frames): a generator of another resolution is scored on the prepared
+    data's frames, by the judges made for them."""
     if frames.shape[1] == size:
         return frames
     import cv2
 
-    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+    small = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames.cpu().numpy()])
+    return torch.from_numpy(small).to(frames.device)
 
 
 def _mean(values) -> float | None:
@@ -181,12 +183,14 @@ class Judges:
         from .attributes import attribute_features
         from .syncnet import embed_audio_clip, embed_video_clip, offset_distances, scores_of
 
+        videos = [v.to(self.device) if torch.is_tensor(v) else torch.from_numpy(np.array(v)).to(self.device)
+                  for v in videos]  # uint8 (T, H, W, 3) on the judges' device
         n = len(videos[0])
         if any(len(v) != n for v in videos):
             raise ValueError("score_many needs videos of one length (the same clip)")
         m = len(videos)
-        pick = np.linspace(0, n - 1, min(k, n)).round().astype(int)
-        picked = np.concatenate([np.asarray(v)[pick] for v in videos])  # (m * len(pick), H, W, 3)
+        pick = torch.from_numpy(np.linspace(0, n - 1, min(k, n)).round().astype(np.int64)).to(self.device)
+        picked = torch.cat([v[pick] for v in videos])  # (m * len(pick), H, W, 3)
         x = images(picked, self.device)
         per = (lambda t: t.unflatten(0, (m, len(pick))).mean(1))  # noqa: E731  per video: the mean of its frames
         emb = per(self.t_id.embed(x)).cpu().numpy()
@@ -302,7 +306,9 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
         for i in tqdm(ids, desc=f"evaluate {split}", disable=not progress):
             clip = data.clips[i]
             actor, fps, n = clip["actor"], clip["fps"], clip["n_frames"]
-            gt, audio = np.asarray(data.frames(i)), data.audio(i)
+            # every video of the clip stays a uint8 tensor on the evaluation's device: generated, judged and
+            # compared there (numpy only for the strip and the faces sheet)
+            gt, audio = torch.from_numpy(np.array(data.frames(i))).to(device), data.audio(i)
             c, nu, mu = (torch.from_numpy(x).to(device) for x in AudioFeatures.compute(pipe.cpc, pipe.students, audio,
                                                                                        device))
             c = pipe.heard(audio, c[None])[0]  # what the pipeline's generator reads (pauses gated to silence)
@@ -314,13 +320,14 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
                 nus.update({"reference": vec.of(actor), "mismatch": vec.of(others[rng.integers(len(others))]),
                             "mean-face": vec.mean_face(), "random-seen": vec.random_seen(rng, actor)})
             gen = [m for m in methods if m in nus]  # one generator call for all of them
-            videos = dict(zip(gen, (at_size(to_uint8(f), data.size) for f in generate_clips(
+            videos = dict(zip(gen, (at_size(to_uint8(f, numpy=False), data.size) for f in generate_clips(
                 pipe.generator, c, [nus[m] for m in gen], mu, n, fps))))
             videos["ground-truth"] = gt
             if "s2f-like" in methods:
                 c2, nu2, mu2 = (torch.from_numpy(x).to(device) for x in AudioFeatures.compute(
                     abl.cpc, abl.students, audio, device))
-                videos["s2f-like"] = at_size(to_uint8(generate_clip(abl.generator, c2, nu2, mu2, n, fps)), data.size)
+                videos["s2f-like"] = at_size(to_uint8(generate_clip(abl.generator, c2, nu2, mu2, n, fps), numpy=False),
+                                             data.size)
             scores = dict(zip(methods, judges.score_many([videos[m] for m in methods], audio, fps)))
             label = EMOTIONS.index(clip["emotion"]) if clip.get("emotion") in EMOTIONS else None
             for m in methods:
@@ -331,9 +338,9 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
                 row["emotion_label"] = label
                 per_clip.append(row)
                 if m in ("ground-truth", "s2v") and split not in strip.get(m, {}):
-                    strip.setdefault(m, {})[split] = frames
+                    strip.setdefault(m, {})[split] = frames.cpu().numpy()
                 if split == "unseen" and m in FACE_METHODS and (actor in faces or len(faces) < 8):
-                    faces.setdefault(actor, {}).setdefault(m, frames[len(frames) // 2])
+                    faces.setdefault(actor, {}).setdefault(m, frames[len(frames) // 2].cpu().numpy())
     stills = None
     if judges.id2 is not None:  # every actor's still by the held-out judge: the candidates of the open-set scores
         actors = sorted(data.actors, key=str)

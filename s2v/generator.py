@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -28,9 +27,11 @@ def context_windows(c: torch.Tensor, n_frames: int, fps: int, context: int) -> t
     return c[idx.to(c.device)]
 
 
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """Generator output (T, 3, S, S) in [-1, 1] -> (T, S, S, 3) uint8 images."""
-    return ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+def to_uint8(frames: torch.Tensor, numpy: bool = True):
+    """Generator output (T, 3, S, S) in [-1, 1] -> (T, S, S, 3) uint8 images: numpy, or (numpy=False) a tensor
+    left on the generator's device."""
+    out = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1)
+    return out.cpu().numpy() if numpy else out
 
 
 def frame_batch(device) -> int:

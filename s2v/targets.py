@@ -29,9 +29,11 @@ from .teachers import EmotionTeacher, IdentityTeacher, load_teachers
 TEACHER_PARTS = ("identity", "emotion")
 
 
-def images(frames: np.ndarray, device) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1] on `device` (copied: memory-mapped frames are read-only)."""
-    return torch.from_numpy(np.array(frames)).to(device).permute(0, 3, 1, 2).float().div(255)
+def images(frames, device) -> torch.Tensor:
+    """(B, H, W, 3) uint8, numpy or a tensor on any device -> (B, 3, H, W) float in [0, 1] on `device` (numpy is
+    copied: memory-mapped frames are read-only)."""
+    x = frames if torch.is_tensor(frames) else torch.from_numpy(np.array(frames))
+    return x.to(device).permute(0, 3, 1, 2).float().div(255)
 
 
 @torch.no_grad()
