@@ -179,9 +179,10 @@ def _cmd(tiny_prep, stage1, out, *extra):
 def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
     out = tmp_path / "s2"
     r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", "2", "--context", "1", "--mu-source", "teacher",
-                            "--lambda-expr", "1", "--expr-region", "upper"), cwd=ROOT,
+                            "--lambda-expr", "1", "--expr-region", "upper", "--batches", "device"), cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "batches drawn on cpu" in r.stdout + r.stderr  # the GPU's feeding path, run on the CPU
     g = Generator.from_pretrained(out / "generator")
     assert g.config.size == 32 and g.config.context == 1
     meta = json.loads((out / "stage2.json").read_text())
@@ -193,6 +194,7 @@ def test_stage2_two_steps(tiny_prep, tiny_stage1, tmp_path):
     assert grid.shape[0] == 3 * 2 * 32 and grid.shape[1] == 6 * 32  # a clip per seen actor (GT + generated), 6 frames
     assert meta["settings"]["mu_source"] == "teacher" and meta["settings"]["expr_region"] == "upper"
     assert meta["metrics"]["final"]["expr"] > 0  # the expression loss took part
+    assert meta["metrics"]["speed"]["frames_per_s"] > 0 and meta["metrics"]["speed"]["steps_timed"] == 1
     # --mu-source teacher: the frames come with the teacher's μ* of their clip, not the student's μ
     from s2v.data import Frames, Prepared
     from s2v.features import AudioFeatures
