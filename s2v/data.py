@@ -231,7 +231,6 @@ class DeviceFrames:
         ids = frames.index.ids
         self.device, self.dtype, self.context, self.off = dev, dtype, frames.context, frames.off
         n = torch.tensor([data.clips[i]["n_frames"] for i in ids])
-        self.n_clips = len(ids)
         self.starts = torch.cat([torch.zeros(1, dtype=torch.long), n.cumsum(0)]).to(dev)  # per split clip
         self.clip_of = torch.repeat_interleave(torch.arange(len(ids)), n).to(dev)  # split frame -> split clip
         self.n = n.to(dev)

@@ -234,9 +234,10 @@ def main(args) -> dict:
                     if tracker.name == "tensorboard":
                         tracker.writer.add_image("samples", grid, step, dataformats="HWC")
             clock.resume()
-        clock.pause()
-        run.maybe_checkpoint(step, lambda out: save(acc.unwrap_model(G), out, args, None))
-        clock.resume()
+        if step % args.checkpointing_steps == 0:  # (pause synchronises CUDA: only when there is work to leave out)
+            clock.pause()
+            run.maybe_checkpoint(step, lambda out: save(acc.unwrap_model(G), out, args, None))
+            clock.resume()
     bar.close()
     metrics = {"steps": step, "final": {k: round(v.item(), 5) for k, v in {**g, **d}.items()},
                "speed": clock.report(step, args.batch_size * acc.num_processes)}
