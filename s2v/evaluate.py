@@ -36,6 +36,7 @@ import json
 import math
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -177,9 +178,11 @@ class Judges:
         return self.score_many([frames], audio, fps, k)[0]
 
     @torch.no_grad()
-    def score_many(self, videos: list[np.ndarray], audio: np.ndarray, fps: float, k: int = 8) -> list[dict]:
+    def score_many(self, videos: list[np.ndarray], audio: np.ndarray, fps: float, k: int = 8,
+                   audio_mfcc: np.ndarray | None = None) -> list[dict]:
         """`score` of several videos of one clip (the methods of an evaluation row) at once: every judge sees
-        all their sampled frames in one batch, and each sync expert embeds the clip's audio once."""
+        all their sampled frames in one batch, and each sync expert embeds the clip's audio once (from
+        `audio_mfcc`, its `s2v.syncnet.mfcc`, when given)."""
         from .attributes import attribute_features
         from .syncnet import embed_audio_clip, embed_video_clip, offset_distances, scores_of
 
@@ -217,10 +220,32 @@ class Judges:
             a = None
             for o, v in zip(out, videos):
                 ve = embed_video_clip(net, v)
-                a = embed_audio_clip(net, audio, fps, len(ve)) if a is None else a
+                a = embed_audio_clip(net, audio, fps, len(ve), m=audio_mfcc) if a is None else a
                 sc = scores_of(offset_distances(ve, a))
                 o.update(zip(names, (sc["lse_c"], sc["lse_d"], sc["offset"])))
         return out
+
+
+def cpu_side(data, ids: list[int], gate: bool, pool: ThreadPoolExecutor | None = None):
+    """Per clip of `ids`, in order, the work that stays on the CPU: its frames and audio read, its speech spans
+    (Silero VAD, for the pause gate) and its MFCCs (the sync judges'). With a `pool`, the next clip's is done in
+    a thread while the caller works on this one (on a GPU that work would otherwise leave it idle)."""
+    from .syncnet import mfcc
+    from .vad import speech_spans
+
+    def work(i: int) -> dict:
+        audio = data.audio(i)
+        return {"frames": np.array(data.frames(i)), "audio": audio, "spans": speech_spans(audio) if gate else None,
+                "mfcc": mfcc(audio)}
+
+    if pool is None:
+        yield from (work(i) for i in ids)
+        return
+    ahead = pool.submit(work, ids[0]) if ids else None
+    for k in range(len(ids)):
+        done = ahead.result()
+        ahead = pool.submit(work, ids[k + 1]) if k + 1 < len(ids) else None
+        yield done
 
 
 def pick_clips(data, split: str, limit: int | None, seed: int) -> list[int]:
@@ -273,7 +298,7 @@ class Vectors:
 @torch.no_grad()
 def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", "unseen"), limit=None,
              baselines=False, ablation=None, seed=0, device=None, progress=True, emotion_judge=None,
-             identity_judge=None, sync_judge=None) -> dict:
+             identity_judge=None, sync_judge=None, prefetch: bool | None = None) -> dict:
     from tqdm.auto import tqdm
 
     from .data import Prepared
@@ -300,18 +325,23 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
     rng = np.random.default_rng(seed)
     t_start = time.perf_counter()  # the clips' work, models loaded
     per_clip, strip, faces = [], {}, {}  # faces: unseen actor -> method -> the middle frame of its first clip
+    if prefetch is None:
+        prefetch = torch.device(device).type == "cuda"
+    pool = ThreadPoolExecutor(1) if prefetch else None
     for split in splits:
         ids = pick_clips(data, split, limit, seed)
         same_split = sorted({data.clips[i]["actor"] for i in data.split(split)}, key=str)
-        for i in tqdm(ids, desc=f"evaluate {split}", disable=not progress):
+        for i, cpu in tqdm(zip(ids, cpu_side(data, ids, pipe.gate_pauses, pool)), total=len(ids),
+                           desc=f"evaluate {split}", disable=not progress):
             clip = data.clips[i]
             actor, fps, n = clip["actor"], clip["fps"], clip["n_frames"]
             # every video of the clip stays a uint8 tensor on the evaluation's device: generated, judged and
             # compared there (numpy only for the strip and the faces sheet)
-            gt, audio = torch.from_numpy(np.array(data.frames(i))).to(device), data.audio(i)
+            gt, audio = torch.from_numpy(cpu["frames"]).to(device), cpu["audio"]
             c, nu, mu = (torch.from_numpy(x).to(device) for x in AudioFeatures.compute(pipe.cpc, pipe.students, audio,
                                                                                        device))
-            c = pipe.heard(audio, c[None])[0]  # what the pipeline's generator reads (pauses gated to silence)
+            # what the pipeline's generator reads (pauses gated to silence)
+            c = pipe.heard(audio, c[None], cpu["spans"])[0]
             others = [a for a in same_split if a != actor] or [a for a in data.actors if a != actor]
             nus = {"s2v": pipe.identity(nu[None], audio)[0], "s2v-raw-nu": nu}
             if "s2v-recall" in methods:
@@ -328,7 +358,8 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
                     abl.cpc, abl.students, audio, device))
                 videos["s2f-like"] = at_size(to_uint8(generate_clip(abl.generator, c2, nu2, mu2, n, fps), numpy=False),
                                              data.size)
-            scores = dict(zip(methods, judges.score_many([videos[m] for m in methods], audio, fps)))
+            scores = dict(zip(methods, judges.score_many([videos[m] for m in methods], audio, fps,
+                                                         audio_mfcc=cpu["mfcc"])))
             label = EMOTIONS.index(clip["emotion"]) if clip.get("emotion") in EMOTIONS else None
             for m in methods:
                 frames = videos[m]
@@ -345,6 +376,8 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
     if judges.id2 is not None:  # every actor's still by the held-out judge: the candidates of the open-set scores
         actors = sorted(data.actors, key=str)
         stills = dict(zip(actors, judges.heldout_embed(np.stack([data.still(a) for a in actors]))))
+    if pool is not None:
+        pool.shutdown()
     seconds = time.perf_counter() - t_start
     n_clips = len({(r["split"], r["clip"]) for r in per_clip})
     print(f"evaluated {n_clips} clips ({len(methods)} methods each) in {seconds:.1f} s: {n_clips / seconds:.2f} clips/s "
@@ -571,13 +604,17 @@ def main(argv=None) -> int:
                         "trained through the first expert (train/stage2.py --lambda-sync-expert)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
+    p.add_argument("--prefetch", default="auto", choices=("auto", "on", "off"),
+                   help="read the next clip and do its CPU-side work (VAD, MFCC) in a thread while this one is judged "
+                        "(auto: on CUDA, where the GPU would otherwise wait for it; on 2 CPU cores it only competes)")
     a = p.parse_args(argv)
     splits = tuple(s.strip() for s in a.split.split(",") if s.strip())
     bad = [s for s in splits if s not in SPLITS]
     if bad:
         p.error(f"unknown split {bad[0]!r}; use test, unseen or test,unseen")
     res = evaluate(a.data, a.model, a.out, a.teachers, a.syncnet, splits, a.limit, a.baselines, a.ablation, a.seed,
-                   a.device, emotion_judge=a.emotion_judge, identity_judge=a.identity_judge, sync_judge=a.sync_judge)
+                   a.device, emotion_judge=a.emotion_judge, identity_judge=a.identity_judge, sync_judge=a.sync_judge,
+                   prefetch={"auto": None, "on": True, "off": False}[a.prefetch])
     print(table(res["rows"], res["settings"]))
     return 0
 

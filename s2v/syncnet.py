@@ -203,11 +203,13 @@ def embed_video_clip(net: SyncNet, frames, batch: int = 256) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed_audio_clip(net: SyncNet, audio: np.ndarray, fps: float, n: int, batch: int = 256) -> torch.Tensor:
+def embed_audio_clip(net: SyncNet, audio: np.ndarray, fps: float, n: int, batch: int = 256,
+                     m: np.ndarray | None = None) -> torch.Tensor:
     """(n, D) audio embeddings of the MFCC windows of video frames 0..n-1 (n = T - 4 for a clip of T frames):
-    the same for every video of that audio, so an evaluation computes it once per clip and expert."""
+    the same for every video of that audio, so an evaluation computes it once per clip and expert. `m`: the
+    audio's `mfcc`, when already computed."""
     dev = next(net.parameters()).device
-    m = mfcc(audio)
+    m = mfcc(audio) if m is None else m
     out = []
     for s in range(0, n, batch):
         out.append(net.embed_audio(audio_windows(m, [mfcc_start(i, fps) for i in range(s, min(s + batch, n))])

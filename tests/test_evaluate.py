@@ -187,6 +187,18 @@ def _batched_scoring_matches_one_by_one(prep, model, judge, sync):
                     judge, sync)
     from s2v.generator import to_uint8
 
+    # the CPU side of each clip (frames, audio, VAD spans, MFCCs) is the same read ahead in a thread (--prefetch)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from s2v.evaluate import cpu_side
+
+    ids = data.split(("test", "unseen"))[:3]
+    with ThreadPoolExecutor(1) as pool:
+        ahead = list(cpu_side(data, ids, True, pool))
+    for x, y, j in zip(ahead, cpu_side(data, ids, True), ids):
+        assert np.array_equal(x["frames"], np.asarray(data.frames(j))) and np.array_equal(x["frames"], y["frames"])
+        assert x["spans"] == y["spans"] and np.allclose(x["mfcc"], y["mfcc"]) and np.array_equal(x["audio"], y["audio"])
+    assert len(ahead) == 3
     videos = [np.asarray(data.frames(i))] + [to_uint8(v) for v in together]
     many = judges.score_many(videos, audio, fps)
     for v, got in zip(videos, many):
