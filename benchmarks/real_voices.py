@@ -277,7 +277,7 @@ def main(argv=None) -> int:
     from s2v.degrade import CONDITIONS, gain
     from s2v.evaluate import pick_clips
     from s2v.labels import EMOTION_NAMES
-    from s2v.syncnet import sync_scores
+    from s2v.syncnet import embed_video_clip, sync_scores
 
     torch.manual_seed(args.seed)
     manifest = json.loads(MANIFEST.read_text())
@@ -300,13 +300,15 @@ def main(argv=None) -> int:
     for i in tqdm(pick_clips(data, "test", args.limit, args.seed), desc="corpus voices"):
         clip, audio = data.clips[i], data.audio(i)
         gt = np.asarray(data.frames(i))
+        gt_video = embed_video_clip(r.judges.sync, gt) if r.judges.sync is not None else None  # once per clip
         row = {"clip": clip["id"], "actor": clip["actor"], "sex": sex_of[clip["actor"]],
                "emotion_label": EMOTION_NAMES.get(clip["emotion"]), "runs": {}}
         for name, wav in [("clean", audio), ("-10 dB", gain(audio, -10)), ("+10 dB", gain(audio, 10))] + [
                 (c, f(audio, rng)) for c, f in CONDITIONS.items()]:
             s = r.run(wav)
             if r.judges.sync is not None and name not in ("-10 dB", "+10 dB"):
-                s["real_video_lse_c"] = sync_scores(r.judges.sync, gt, wav, clip["fps"])["lse_c"]
+                s["real_video_lse_c"] = sync_scores(r.judges.sync, gt, wav, clip["fps"],
+                                                    video_embedding=gt_video)["lse_c"]
             row["runs"][name] = s
         corpus.append(row)
 

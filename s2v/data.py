@@ -251,7 +251,8 @@ class DeviceFrames:
         self.frames = torch.empty((int(n.sum()), size, size, 3), dtype=torch.uint8, device=dev)
         for j, i in enumerate(ids):
             s = int(self.starts[j])
-            self.frames[s:s + int(n[j])] = torch.from_numpy(np.require(data.frames(i), requirements=['C', 'W'])).to(dev)
+            clip = np.require(data.frames(i), requirements=["C", "W"])  # a writable copy of the memory map
+            self.frames[s:s + int(n[j])] = torch.from_numpy(clip).to(dev)
 
     @staticmethod
     def nbytes(frames: Frames) -> int:

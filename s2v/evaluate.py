@@ -53,7 +53,7 @@ SPLITS = {"test": "seen (test clips)", "unseen": "unseen actors"}
 
 def _as_images(x, dtype=torch.float64) -> torch.Tensor:
     """(T, H, W, 3) or (H, W, 3) uint8, numpy or tensor -> (T, 3, H, W) float tensor (on x's device)."""
-    x = x if torch.is_tensor(x) else torch.from_numpy(np.require(x, requirements=['C', 'W']))
+    x = x if torch.is_tensor(x) else torch.from_numpy(np.require(x, requirements=["C", "W"]))
     x = x[None] if x.ndim == 3 else x
     return x.permute(0, 3, 1, 2).to(dtype)
 
@@ -380,8 +380,8 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
         pool.shutdown()
     seconds = time.perf_counter() - t_start
     n_clips = len({(r["split"], r["clip"]) for r in per_clip})
-    print(f"evaluated {n_clips} clips ({len(methods)} methods each) in {seconds:.1f} s: {n_clips / seconds:.2f} clips/s "
-          f"on {device}", file=sys.stderr)
+    print(f"evaluated {n_clips} clips ({len(methods)} methods each) in {seconds:.1f} s: "
+          f"{n_clips / seconds:.2f} clips/s on {device}", file=sys.stderr)
     results = summarise(per_clip, data, pipe.gallery, stills, judges.attributes)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -193,7 +193,9 @@ def embed_video_clip(net: SyncNet, frames, batch: int = 256) -> torch.Tensor:
     n = len(frames) - VIDEO_WINDOW + 1
     if n < 1:
         raise ValueError(f"a clip of {len(frames)} frames is shorter than one {VIDEO_WINDOW}-frame window")
-    frames = frames.to(dev) if torch.is_tensor(frames) else torch.from_numpy(np.require(frames, requirements=['C', 'W'])).to(dev)
+    if not torch.is_tensor(frames):
+        frames = torch.from_numpy(np.require(frames, requirements=["C", "W"]))
+    frames = frames.to(dev)
     x = lip_tensor(frames.permute(0, 3, 1, 2).float(), net.config)
     out = []
     for s in range(0, n, batch):
@@ -233,12 +235,13 @@ def offset_distances(video: torch.Tensor, audio: torch.Tensor, vshift: int = VSH
 
 
 def sync_scores(net: SyncNet, frames: np.ndarray, audio: np.ndarray, fps: float, vshift: int = VSHIFT,
-                audio_embedding: torch.Tensor | None = None) -> dict:
+                audio_embedding: torch.Tensor | None = None, video_embedding: torch.Tensor | None = None) -> dict:
     """LSE-D (min mean distance), LSE-C (median - min) and the offset in frames (0 = in sync; syncnet_python's
-    sign: vshift - argmin, so a positive offset means the video lags the audio). `audio_embedding`: the clip's
-    `embed_audio_clip`, when several videos are scored against one audio."""
+    sign: vshift - argmin, so a positive offset means the video lags the audio). `audio_embedding` /
+    `video_embedding`: the clip's `embed_audio_clip` / `embed_video_clip`, when several videos are scored
+    against one audio or one video against several audios (`frames` is then not read)."""
     net.eval()
-    v = embed_video_clip(net, frames)
+    v = embed_video_clip(net, frames) if video_embedding is None else video_embedding
     a = embed_audio_clip(net, audio, fps, len(v)) if audio_embedding is None else audio_embedding[:len(v)]
     return scores_of(offset_distances(v, a, vshift), vshift)
 

@@ -77,6 +77,12 @@ def test_sync_scores_on_a_clip_and_shifted():
     frames[loud, 32:] = 255
     s = sync_scores(net, frames, audio, fps)
     assert s["offset"] == 0 and s["lse_c"] > 0
+    from s2v.syncnet import embed_audio_clip, embed_video_clip  # precomputed sides give the same scores
+
+    ve = embed_video_clip(net, frames)
+    for kw in ({"video_embedding": ve}, {"audio_embedding": embed_audio_clip(net, audio, fps, len(ve))}):
+        t = sync_scores(net, frames if "audio_embedding" in kw else None, audio, fps, **kw)
+        assert (t["offset"], t["lse_c"], t["lse_d"]) == (s["offset"], s["lse_c"], s["lse_d"])
     late = np.concatenate([frames[:1].repeat(3, 0), frames[:-3]])  # the video lags the audio by 3 frames
     assert sync_scores(net, late, audio, fps)["offset"] == 3
 

@@ -145,7 +145,8 @@ def main(args) -> dict:
     on_device = args.batches == "device" or (args.batches == "auto" and DeviceFrames.fits(frames, acc.device))
     if on_device:
         loader = None
-        acc.print(f"batches drawn on {acc.device} ({DeviceFrames.nbytes(frames) / 2 ** 30:.2f} GiB of frames and features)")
+        acc.print(f"batches drawn on {acc.device} "
+                  f"({DeviceFrames.nbytes(frames) / 2 ** 30:.2f} GiB of frames and features)")
         device_frames = DeviceFrames(frames, acc.device)
     else:
         loader = torch.utils.data.DataLoader(frames, batch_size=args.batch_size, shuffle=True, drop_last=True,

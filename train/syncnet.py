@@ -24,7 +24,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s2v.data import Prepared  # noqa: E402
 from s2v.syncnet import (VIDEO_WINDOW, SyncNet, SyncNetConfig, audio_windows, lip_input,  # noqa: E402
-                         mfcc, mfcc_start, shifted_starts, sync_scores, video_windows)
+                         embed_video_clip, mfcc, mfcc_start, shifted_starts, sync_scores, video_windows)
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 
 
@@ -147,8 +147,9 @@ def report(net: SyncNet, data: Prepared, n: int, seed: int, degraded: bool = Fal
         from s2v.degrade import CONDITIONS
 
         rng = np.random.default_rng(seed)
+        video = {i: embed_video_clip(net, np.asarray(data.frames(i))) for i in ids}  # the same under every condition
         for name, f in CONDITIONS.items():
-            c = [sync_scores(net, np.asarray(data.frames(i)), f(data.audio(i), rng), data.clips[i]["fps"])["lse_c"]
+            c = [sync_scores(net, None, f(data.audio(i), rng), data.clips[i]["fps"], video_embedding=video[i])["lse_c"]
                  for i in ids]
             out[f"gt_lse_c_{name}"] = round(float(np.mean(c)), 4)
     return out
