@@ -225,8 +225,6 @@ class DeviceFrames:
     """
 
     def __init__(self, frames: Frames, device, dtype=torch.float32):
-        from .audio import CPC_RATE
-
         data, f, dev = frames.data, frames.f, torch.device(device)
         ids = frames.index.ids
         self.device, self.dtype, self.context, self.off = dev, dtype, frames.context, frames.off
@@ -235,7 +233,6 @@ class DeviceFrames:
         self.clip_of = torch.repeat_interleave(torch.arange(len(ids)), n).to(dev)  # split frame -> split clip
         self.n = n.to(dev)
         self.fps = torch.tensor([data.clips[i]["fps"] for i in ids]).to(dev)
-        self.cpc_rate = CPC_RATE
         self.c_start = torch.from_numpy(f.offsets[np.asarray(ids)]).to(dev)
         self.c_len = torch.from_numpy(f.offsets[np.asarray(ids) + 1] - f.offsets[np.asarray(ids)]).to(dev)
         self.c = torch.from_numpy(np.array(f.c)).to(dev)  # (T_all, H) float16: every clip's, indexed by c_start
@@ -274,7 +271,9 @@ class DeviceFrames:
 
     def _window(self, j: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """(B, 2*context+1, H) c around video frame t of split clip j (s2v.generator.context_windows)."""
-        centre = ((2 * t + 1) * self.cpc_rate) // (2 * self.fps[j])
+        from .audio import frame_to_cpc
+
+        centre = frame_to_cpc(t, self.fps[j])
         k = torch.arange(-self.context, self.context + 1, device=self.device)
         idx = (centre[:, None] + k[None]).clamp(min=0)
         idx = torch.minimum(idx, self.c_len[j, None] - 1) + self.c_start[j, None]

@@ -217,26 +217,26 @@ class Judges:
             if net is None:
                 continue  # sync2: a second expert, never a training loss: the sync figures to trust
             net.eval()
-            a = None
-            for o, v in zip(out, videos):
-                ve = embed_video_clip(net, v)
-                a = embed_audio_clip(net, audio, fps, len(ve), m=audio_mfcc) if a is None else a
+            lips = [embed_video_clip(net, v) for v in videos]
+            a = embed_audio_clip(net, audio, fps, len(lips[0]), m=audio_mfcc)  # one audio for all the videos
+            for o, ve in zip(out, lips):
                 sc = scores_of(offset_distances(ve, a))
                 o.update(zip(names, (sc["lse_c"], sc["lse_d"], sc["offset"])))
         return out
 
 
-def cpu_side(data, ids: list[int], gate: bool, pool: ThreadPoolExecutor | None = None):
+def cpu_side(data, ids: list[int], gate: bool, sync: bool, pool: ThreadPoolExecutor | None = None):
     """Per clip of `ids`, in order, the work that stays on the CPU: its frames and audio read, its speech spans
-    (Silero VAD, for the pause gate) and its MFCCs (the sync judges'). With a `pool`, the next clip's is done in
-    a thread while the caller works on this one (on a GPU that work would otherwise leave it idle)."""
+    (Silero VAD, for the pause gate, when `gate`) and its MFCCs (the sync judges', when `sync`). With a `pool`,
+    the next clip's is done in a thread while the caller works on this one (on a GPU that work would otherwise
+    leave it idle)."""
     from .syncnet import mfcc
     from .vad import speech_spans
 
     def work(i: int) -> dict:
         audio = data.audio(i)
         return {"frames": np.array(data.frames(i)), "audio": audio, "spans": speech_spans(audio) if gate else None,
-                "mfcc": mfcc(audio)}
+                "mfcc": mfcc(audio) if sync else None}
 
     if pool is None:
         yield from (work(i) for i in ids)
@@ -331,7 +331,8 @@ def evaluate(data_dir, model, out, teachers=None, syncnet=None, splits=("test", 
     for split in splits:
         ids = pick_clips(data, split, limit, seed)
         same_split = sorted({data.clips[i]["actor"] for i in data.split(split)}, key=str)
-        for i, cpu in tqdm(zip(ids, cpu_side(data, ids, pipe.gate_pauses, pool)), total=len(ids),
+        for i, cpu in tqdm(zip(ids, cpu_side(data, ids, pipe.gate_pauses,
+                                                          judges.sync is not None or judges.sync2 is not None, pool)), total=len(ids),
                            desc=f"evaluate {split}", disable=not progress):
             clip = data.clips[i]
             actor, fps, n = clip["actor"], clip["fps"], clip["n_frames"]

@@ -44,13 +44,7 @@ def frame_batch(device) -> int:
 def generate_clip(generator: "Generator", c: torch.Tensor, nu: torch.Tensor, mu: torch.Tensor, n_frames: int,
                   fps: int, batch: int | None = None) -> torch.Tensor:
     """All frames of a clip: (n_frames, 3, S, S) in [-1, 1] from its c (T_cpc, H), ν (D,), μ (6,)."""
-    batch = batch or frame_batch(c.device)
-    win = context_windows(c, n_frames, fps, generator.config.context)
-    out = []
-    for s in range(0, n_frames, batch):
-        w = win[s:s + batch]
-        out.append(generator(w, nu.expand(len(w), -1), mu.expand(len(w), -1))[0])
-    return torch.cat(out)
+    return generate_clips(generator, c, [nu], mu, n_frames, fps, batch)[0]
 
 
 @torch.no_grad()

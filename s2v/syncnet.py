@@ -219,12 +219,6 @@ def embed_audio_clip(net: SyncNet, audio: np.ndarray, fps: float, n: int, batch:
     return torch.cat(out)
 
 
-def embed_clip(net: SyncNet, frames: np.ndarray, audio: np.ndarray, fps: float):
-    """Lip and audio embeddings of every 5-frame window of a clip: two (T - 4, D) tensors (on the net's device)."""
-    v = embed_video_clip(net, frames)
-    return v, embed_audio_clip(net, audio, fps, len(v))
-
-
 def offset_distances(video: torch.Tensor, audio: torch.Tensor, vshift: int = VSHIFT) -> torch.Tensor:
     """(2 vshift + 1,) mean distance between each lip window t and audio window t + d, d = -vshift..vshift
     (audio zero-padded at the ends, as syncnet_python does)."""

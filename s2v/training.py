@@ -193,10 +193,14 @@ class Run:
         for _, d in ckpts[:-limit]:
             shutil.rmtree(d, ignore_errors=True)
 
+    def checkpoint_due(self, step: int) -> bool:
+        """Whether `maybe_checkpoint(step)` writes one (every --checkpointing-steps)."""
+        return step % self.args.checkpointing_steps == 0
+
     def maybe_checkpoint(self, step: int, save_model=None) -> None:
         """Every --checkpointing-steps: training state, and (via `save_model(folder)`) the release
         weights, pushed to the Hub in the background."""
-        if step % self.args.checkpointing_steps == 0:
+        if self.checkpoint_due(step):
             self.checkpoint(step)
             self._last_checkpoint = step
             if save_model is not None and self.is_main:

@@ -200,8 +200,8 @@ def _batched_scoring_matches_one_by_one(prep, model, judge, sync):
 
     ids = data.split(("test", "unseen"))[:3]
     with ThreadPoolExecutor(1) as pool:
-        ahead = list(cpu_side(data, ids, True, pool))
-    for x, y, j in zip(ahead, cpu_side(data, ids, True), ids):
+        ahead = list(cpu_side(data, ids, True, True, pool))
+    for x, y, j in zip(ahead, cpu_side(data, ids, True, True), ids):
         assert np.array_equal(x["frames"], np.asarray(data.frames(j))) and np.array_equal(x["frames"], y["frames"])
         assert x["spans"] == y["spans"] and np.allclose(x["mfcc"], y["mfcc"]) and np.array_equal(x["audio"], y["audio"])
     assert len(ahead) == 3

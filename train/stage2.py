@@ -235,7 +235,7 @@ def main(args) -> dict:
                     if tracker.name == "tensorboard":
                         tracker.writer.add_image("samples", grid, step, dataformats="HWC")
             clock.resume()
-        if step % args.checkpointing_steps == 0:  # (pause synchronises CUDA: only when there is work to leave out)
+        if run.checkpoint_due(step):  # (pause synchronises CUDA: only when there is work to leave out)
             clock.pause()
             run.maybe_checkpoint(step, lambda out: save(acc.unwrap_model(G), out, args, None))
             clock.resume()

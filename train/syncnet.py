@@ -138,7 +138,9 @@ def report(net: SyncNet, data: Prepared, n: int, seed: int, degraded: bool = Fal
     if not ids:
         return {}
     ids = sorted(np.random.default_rng(seed).choice(ids, size=min(n, len(ids)), replace=False).tolist())
-    rows = [sync_scores(net, np.asarray(data.frames(i)), data.audio(i), data.clips[i]["fps"]) for i in ids]
+    net.eval()
+    video = {i: embed_video_clip(net, np.asarray(data.frames(i))) for i in ids}  # the same under every condition
+    rows = [sync_scores(net, None, data.audio(i), data.clips[i]["fps"], video_embedding=video[i]) for i in ids]
     out = {"gt_lse_d": round(float(np.mean([r["lse_d"] for r in rows])), 4),
            "gt_lse_c": round(float(np.mean([r["lse_c"] for r in rows])), 4),
            "gt_in_sync": round(float(np.mean([abs(r["offset"]) <= 1 for r in rows])), 4),
@@ -147,7 +149,6 @@ def report(net: SyncNet, data: Prepared, n: int, seed: int, degraded: bool = Fal
         from s2v.degrade import CONDITIONS
 
         rng = np.random.default_rng(seed)
-        video = {i: embed_video_clip(net, np.asarray(data.frames(i))) for i in ids}  # the same under every condition
         for name, f in CONDITIONS.items():
             c = [sync_scores(net, None, f(data.audio(i), rng), data.clips[i]["fps"], video_embedding=video[i])["lse_c"]
                  for i in ids]
