@@ -325,11 +325,9 @@ def main(argv=None) -> int:
     # the attribute judge on each seen actor's real still: its own error on the faces a voice can recall
     still_sex = {}
     if r.judges.attributes is not None:
-        from s2v.attributes import attribute_features
-
         ids = sorted(actors, key=str)
-        feats = attribute_features(r.judges.id2, np.stack([data.still(a) for a in ids]), r.device)
-        still_sex = dict(zip(ids, map(str, r.judges.attributes.predict(feats)["sex"])))
+        pred = r.judges.attributes.predict(np.stack([data.still(a) for a in ids]), r.device)
+        still_sex = dict(zip(ids, map(str, pred["sex"])))
     for x in real:
         if not x["no_speech"]:
             x["still_pred_sex"] = still_sex.get(x["nearest"])

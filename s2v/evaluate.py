@@ -145,7 +145,7 @@ class Judges:
     def __init__(self, teachers: str | Path, syncnet: str | Path | None, gallery, device,
                  emotion_judge: str | Path | None = None, identity_judge: str | Path | None = None,
                  sync_judge: str | Path | None = None):
-        from .attributes import Attributes, load_identity_judge
+        from .attributes import load_attributes, load_identity_judge
         from .syncnet import SyncNet
         from .teachers import load_emotion_teacher, load_teachers
 
@@ -154,8 +154,7 @@ class Judges:
         self.id2 = self.attributes = None
         if identity_judge:
             self.id2 = load_identity_judge(identity_judge).to(device)
-            att = Path(identity_judge) / "attributes"
-            self.attributes = Attributes.load(att) if (att / "attributes.json").exists() else None
+            self.attributes = load_attributes(Path(identity_judge) / "attributes")
         self.sync = SyncNet.from_pretrained(syncnet).to(device).eval() if syncnet else None
         self.sync2 = SyncNet.from_pretrained(sync_judge).to(device).eval() if sync_judge else None
         self.gallery, self.device = gallery, device
@@ -183,7 +182,6 @@ class Judges:
         """`score` of several videos of one clip (the methods of an evaluation row) at once: every judge sees
         all their sampled frames in one batch, and each sync expert embeds the clip's audio once (from
         `audio_mfcc`, its `s2v.syncnet.mfcc`, when given)."""
-        from .attributes import attribute_features
         from .syncnet import embed_audio_clip, embed_video_clip, offset_distances, scores_of
 
         videos = [v.to(self.device) if torch.is_tensor(v) else torch.from_numpy(np.array(v)).to(self.device)
@@ -207,9 +205,9 @@ class Judges:
             e = self.heldout_embed(picked).reshape(m, len(pick), -1).mean(1)
             for o, ej in zip(out, e):
                 o["_embedding"] = ej / (np.linalg.norm(ej) + 1e-12)
-            if self.attributes is not None:
-                f = attribute_features(self.id2, picked, self.device).reshape(m, len(pick), -1).mean(1)
-                pred = self.attributes.predict(f)
+            if self.attributes is not None:  # per video: the mean of its frames' probabilities
+                proba = self.attributes.predict_proba(picked, self.device)
+                pred = self.attributes.labels({k: p.reshape(m, len(pick), -1).mean(1) for k, p in proba.items()})
                 for j, o in enumerate(out):
                     o.update({f"pred_{key}": str(v[j]) for key, v in pred.items()})
         for net, names in ((self.sync, ("lse_c", "lse_d", "offset")),
@@ -467,7 +465,7 @@ def summarise(per_clip: list[dict], data, gallery, stills: dict | None = None, a
                     values["identity_top1_heldout"] = pq["r_at_1"]
                     row["identity_chance"] = 1 / len(cand)
             if attributes is not None and all("pred_sex" in r for r in rs):
-                for key in attributes.heads:
+                for key in attributes.config.attributes:
                     values[f"{key}_heldout"] = [r[f"pred_{key}"] == str(info[r["actor"]].get(key)) for r in rs]
             for key, v in values.items():
                 if key not in row:

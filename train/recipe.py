@@ -113,9 +113,9 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
         ("judge", [*LAUNCH, "train/teachers.py", "--data", str(judge_faces), "--output-dir", str(r / "judge"),
                    "--seed", "1", "--max-steps", n(1500, 4), "--batch-size", n(64, 8), "--holdout-identities",
                    n(20, 4), "--image-size", str(a.size), *common, *resume], r / "judge" / "metrics.json"),
-        # sex and age-group classifiers on the judge's identity embedding: the evaluation's attribute judges
-        ("attributes", [PY, "-m", "s2v.attributes", "--faces", str(judge_faces), "--judge", str(r / "judge")],
-         r / "judge" / "attributes" / "attributes.json"),
+        # the evaluation's attribute judge (sex, age group), trained on the judge's own face pool
+        ("attributes", [PY, "-m", "s2v.attributes", "--faces", str(judge_faces), "--judge", str(r / "judge"),
+                        "--epochs", n(10, 2)], r / "judge" / "attributes" / "config.json"),
         ("assemble", [PY, "-m", "s2v.bundle", "--stage2", str(final), "--teachers", str(r / "teachers"),
                       "--syncnet", str(r / "syncnet"), "--identity-from", str(r / "stage1-aug"), "--out", str(a.bundle)],
          Path(a.bundle) / "model_index.json"),
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     p.add_argument("--seen", type=int, default=24, help="training actors of the corpus")
     p.add_argument("--unseen", type=int, default=6, help="actors held out whole")
     p.add_argument("--clips-per-actor", type=int, default=0, help="clips each actor speaks (0: all 72)")
-    p.add_argument("--traits", type=int, default=1, choices=(1, 2),
+    p.add_argument("--traits", type=int, default=1, choices=(1, 2, 3),
                    help="what a voice shares with a face (python -m s2v.corpus make --traits)")
     p.add_argument("--nu-source", default="student", choices=("student", "teacher", "mix"),
                    help="ν stage 2 trains the generator on (train/stage2.py --nu-source)")
