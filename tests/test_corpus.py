@@ -216,6 +216,45 @@ def test_build_links_voice_and_face_only_in_traits_2():
     assert big.face.face_w > small.face.face_w and big.face.jaw >= small.face.jaw
 
 
+def test_region_links_accent_and_colouring_only_in_traits_3():
+    """Traits 3 draws the traits-2 actors with a region added: mostly its accent, and its colouring more often
+    than chance; the rest of voice and face unchanged. In traits 2 accent and colouring are independent."""
+    from s2v.corpus.actors import _SKIN, ACCENTS, REGIONS, make_actors
+
+    two, three = make_actors(200, 0, seed=0, traits=2), make_actors(200, 0, seed=0, traits=3)
+    for a, b in zip(two, three):
+        assert a.region == -1 and 0 <= b.region < len(REGIONS)
+        assert (a.sex, a.age, a.build, a.voice.variant, a.face.jaw, a.face.hair_style, a.face.grey) == \
+               (b.sex, b.age, b.build, b.voice.variant, b.face.jaw, b.face.hair_style, b.face.grey)
+    tone = lambda a: int(np.argmin(((_SKIN - np.array(a.face.skin)) ** 2).sum(1)))  # noqa: E731
+    loyal = np.mean([b.voice.language == REGIONS[b.region]["accent"] for b in three])
+    assert 0.8 < loyal < 1.0  # most, not all, speak their region's accent
+    centre = np.mean([tone(b) == REGIONS[b.region]["skin"] for b in three])
+    assert 0.35 < centre < 0.8  # the region's likeliest skin tone: often, not always (chance 1/6)
+    # without regions, the accent says nothing of the skin: the accent's commonest tone is no likelier
+    by_accent = {acc: [tone(a) for a in two if a.voice.language == acc] for acc in ACCENTS}
+    commonest = np.mean([np.bincount(t, minlength=len(_SKIN)).max() / len(t) for t in by_accent.values() if t])
+    assert commonest < 0.45
+
+
+def test_trait_oracle_uses_accent_when_regions_exist():
+    from s2v.corpus.probe import trait_oracle
+
+    voice = lambda lang: {"language": lang}  # noqa: E731
+    actors = {"s1": {"split": "seen", "sex": "Male", "age_group": "young", "voice": voice("en"), "region": 0},
+              "s2": {"split": "seen", "sex": "Male", "age_group": "young", "voice": voice("en-029"), "region": 1},
+              "u1": {"split": "unseen", "sex": "Male", "age_group": "young", "voice": voice("en"), "region": 0},
+              "u2": {"split": "unseen", "sex": "Male", "age_group": "young", "voice": voice("en-029"), "region": 1}}
+    ids = ["s1", "s2", "u1", "u2"]
+    emb = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])  # faces follow the accent's region
+    out = trait_oracle(emb, ids, actors)
+    assert out["oracle_sex_match_1to2_unseen"] == 0.5  # same sex: a tie
+    assert out["oracle_sex_accent_match_1to2_unseen"] == 1.0
+    for a in actors.values():
+        a["region"] = -1
+    assert "oracle_sex_accent_match_1to2_unseen" not in trait_oracle(emb, ids, actors)
+
+
 def test_clips_per_actor_balances_emotions():
     from s2v.corpus.actors import SENTENCES, make_actors
     from s2v.labels import EMOTIONS

@@ -6,6 +6,7 @@ import json
 import sys
 
 from ..labels import EMOTIONS
+from .actors import TRAIT_VERSIONS, TRAITS
 
 
 def _emotions(text: str) -> tuple[str, ...]:
@@ -31,9 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--size", type=int, default=128, help="frame side in pixels")
     m.add_argument("--clips-per-actor", type=int, default=8,
                    help="clips each actor speaks, emotions taking turns (0: every sentence x emotion, 72)")
-    m.add_argument("--traits", type=int, default=2, choices=(1, 2),
-                   help="what a voice shares with a face: 2 (default) sex, age and body size; 1 sex and age only "
-                        "(the corpora made before body size, actor for actor)")
+    m.add_argument("--traits", type=int, default=TRAITS, choices=TRAIT_VERSIONS,
+                   help=f"what a voice shares with a face: 3 sex, age, body size and region (accent and the odds of "
+                        f"skin, hair and eye colour); 2 sex, age and body size; 1 sex and age only (the corpora made "
+                        f"before body size, actor for actor). Default {TRAITS}")
 
     f = sub.add_parser("faces", help="a labelled face pool for training the face teachers")
     f.add_argument("--out", required=True)

@@ -140,6 +140,7 @@ class Actor:
     voice: Voice
     face: Face
     build: float = 0.0  # body size in SDs (traits version 2): a longer vocal tract and a wider head, jaw and nose
+    region: int = -1  # where the actor grew up (traits version 3; -1: not drawn): accent and colouring odds
 
     @property
     def age_group(self) -> str:
@@ -157,7 +158,7 @@ class Actor:
         var["formant_scale"], var["formant_height"] = tuple(var["formant_scale"]), tuple(var["formant_height"])
         f = {k: tuple(x) if isinstance(x, list) else x for k, x in d["face"].items()}
         return Actor(d["id"], d["split"], d["sex"], d["age"], Voice(variant=VoiceVariant(**var), **v), Face(**f),
-                     d.get("build", 0.0))
+                     d.get("build", 0.0), d.get("region", -1))
 
 
 # Skin tones from light to deep (albedo before shading), hair colours, eye colours.
@@ -177,14 +178,17 @@ def _pick(rng: np.random.Generator, table: np.ndarray, jitter: float = 0.03) -> 
 
 
 TRAITS = 2  # the default version of what a voice shares with a face (actors.json records it)
+TRAIT_VERSIONS = (1, 2, 3)
 
 
 def sample_actor(actor_id: int, split: str, rng: np.random.Generator, sex: str | None = None,
                  age: int | None = None, traits: int = TRAITS) -> Actor:
     """Draw one actor. Sex and age drive both voice and face; with `traits` 2, so does body size (`build`);
-    the rest is the actor's own. Traits 1 draws exactly the actors of corpora made before build existed."""
-    if traits not in (1, 2):
-        raise ValueError(f"traits must be 1 or 2, got {traits}")
+    with 3, also where the actor grew up (`region`: its accent and the odds of its colouring). The rest is the
+    actor's own. Traits 1 draws exactly the actors of corpora made before build existed, and each version the
+    actors of the one before it with its trait added (drawn last)."""
+    if traits not in TRAIT_VERSIONS:
+        raise ValueError(f"traits must be one of {TRAIT_VERSIONS}, got {traits}")
     sex = sex or ("Male" if rng.random() < 0.5 else "Female")
     age = int(age if age is not None else rng.integers(20, 75))
     male = sex == "Male"
@@ -252,7 +256,11 @@ def sample_actor(actor_id: int, split: str, rng: np.random.Generator, sex: str |
         gaze=(float(rng.uniform(-0.15, 0.15)), float(rng.uniform(-0.1, 0.1))),
     )
     actor = Actor(actor_id, split, sex, age, voice, face)
-    return with_build(actor, float(rng.normal())) if traits == 2 else actor  # drawn last: traits 1 unchanged
+    if traits >= 2:  # drawn after everything else: the actors of earlier versions unchanged
+        actor = with_build(actor, float(rng.normal()))
+    if traits >= 3:
+        actor = with_region(actor, int(rng.integers(len(REGIONS))), rng)
+    return actor
 
 
 def with_build(actor: Actor, build: float) -> Actor:
@@ -269,6 +277,50 @@ def with_build(actor: Actor, build: float) -> Actor:
     face = replace(f, face_w=float(f.face_w + 0.025 * build), face_h=float(f.face_h + 0.02 * build),
                    jaw=float(np.clip(f.jaw + 0.08 * build, 0, 1)), nose_w=float(f.nose_w + 0.03 * build))
     return replace(actor, voice=replace(v, variant=variant), face=face, build=round(build, 3))
+
+
+# Where an actor grew up (traits version 3). In real populations ancestry and the place one grew up go
+# together, so an accent shifts the odds of skin tone, hair and eye colour, and only the odds: people of
+# every colouring speak every accent. Here each region has one accent, spoken by 80 % of the actors who grew
+# up there (the rest speak any of the eight), and a most likely skin tone, hair colour and eye colour
+# (about half its actors have it, most of the rest a neighbouring one). Which region has which odds was
+# drawn at random once (REGION_SEED): the link is realistic in kind, not a claim about any real accent.
+REGION_SEED = 20261123
+ACCENT_LOYALTY = 0.9
+REGION_SPREAD = 0.7  # SD, in steps of the colour tables, of a region's colouring around its most likely one
+
+
+def _regions() -> tuple[dict, ...]:
+    rng = np.random.default_rng(REGION_SEED)
+    skin, hair, eyes = (rng.permutation(n) for n in (len(_SKIN), len(_HAIR), len(_EYES)))
+    return tuple({"accent": ACCENTS[k], "skin": int(skin[k % len(skin)]), "hair": int(hair[k % len(hair)]),
+                  "eyes": int(eyes[k % len(eyes)])} for k in range(len(ACCENTS)))
+
+
+REGIONS = _regions()
+
+
+def _odds(centre: int, n: int) -> np.ndarray:
+    p = np.exp(-0.5 * ((np.arange(n) - centre) / REGION_SPREAD) ** 2)
+    return p / p.sum()
+
+
+def with_region(actor: Actor, region: int, rng: np.random.Generator) -> Actor:
+    """The actor as grown up in `REGIONS[region]`: its accent (the region's with probability ACCENT_LOYALTY,
+    else any), and its skin tone, hair colour and eye colour drawn with the region's odds (the within-table
+    jitter as `sample_actor` draws it). Grey hair, style and everything else stay the actor's own."""
+    from dataclasses import replace
+
+    r = REGIONS[region]
+    accent = r["accent"] if rng.random() < ACCENT_LOYALTY else ACCENTS[rng.integers(len(ACCENTS))]
+
+    def colour(table, centre, jitter):
+        c = table[rng.choice(len(table), p=_odds(centre, len(table)))] + rng.normal(0, jitter, 3)
+        return tuple(float(x) for x in np.clip(c, 0, 1))
+
+    face = replace(actor.face, skin=colour(_SKIN, r["skin"], 0.025), hair=colour(_HAIR, r["hair"], 0.03),
+                   eye_color=colour(_EYES, r["eyes"], 0.03))
+    return replace(actor, voice=replace(actor.voice, language=str(accent)), face=face, region=region)
 
 
 def make_actors(seen: int, unseen: int, seed: int, traits: int = TRAITS) -> list[Actor]:

@@ -60,6 +60,7 @@ def probe(corpus: str | Path, progress: bool = True, judge: str | Path | None = 
     unseen = ~seen
     sex = np.array([actors[a]["sex"] for a in actor])
     age = np.array([actors[a]["age_group"] for a in actor])
+    accent = np.array([actors[a]["voice"]["language"] for a in actor])
     acc = lambda pred, y: round(float(np.mean(pred == y)), 3)
     out = {
         "features": "speaker encoder" if speaker is not None else "log-mel statistics",
@@ -73,6 +74,8 @@ def probe(corpus: str | Path, progress: bool = True, judge: str | Path | None = 
     if unseen.any():
         out["sex_unseen"] = acc(ridge_probe(x[seen], sex[seen], x[unseen]), sex[unseen])
         out["age_group_unseen"] = acc(ridge_probe(x[seen], age[seen], x[unseen]), age[unseen])
+        out["accent_unseen"] = acc(ridge_probe(x[seen], accent[seen], x[unseen]), accent[unseen])
+        out["accent_chance"] = round(1 / len(set(accent[seen])), 3)
         out.update(face_traits(x, actor, seen, actors))
         if judge is not None:
             out.update(face_embedding(x, actor, seen, corpus, judge, actors))
@@ -126,15 +129,20 @@ def actors_of(corpus: Path) -> dict:
 
 def trait_oracle(emb: np.ndarray, ids: list[str], actors: dict) -> dict:
     """1:2 matching among the unseen actors' stills (by the judge's embedding `emb`, rows in `ids` order) of a
-    voice→face map that knows the speaker's sex (or sex and age group) *exactly* and draws the mean embedding
-    of the seen actors who share it: what those traits alone are worth, the ceiling of any voice that tells
-    nothing else, to read the open-set figures against."""
+    voice→face map that knows the speaker's sex (or sex and age group; on corpora with regions, traits 3, also
+    sex and accent, and all three) *exactly* and draws the mean embedding of the seen actors who share them:
+    what those traits alone are worth, the ceiling of any voice that tells nothing else, to read the open-set
+    figures against."""
     from ..openset import match_scores
 
     seen = np.array([actors[a]["split"] == "seen" for a in ids])
     unseen = [k for k, a in enumerate(ids) if not seen[k]]
     out = {}
-    for name, key in (("sex", lambda a: a["sex"]), ("sex_age_group", lambda a: (a["sex"], a["age_group"]))):
+    keys = [("sex", lambda a: a["sex"]), ("sex_age_group", lambda a: (a["sex"], a["age_group"]))]
+    if any(actors[a].get("region", -1) >= 0 for a in ids):
+        keys += [("sex_accent", lambda a: (a["sex"], a["voice"]["language"])),
+                 ("sex_age_group_accent", lambda a: (a["sex"], a["age_group"], a["voice"]["language"]))]
+    for name, key in keys:
         keys = [key(actors[a]) for a in ids]
         pred = []
         for k in unseen:
