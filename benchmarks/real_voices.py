@@ -326,7 +326,7 @@ def main(argv=None) -> int:
     still_sex = {}
     if r.judges.attributes is not None:
         ids = sorted(actors, key=str)
-        pred = r.judges.attributes.predict(np.stack([data.still(a) for a in ids]), r.device)
+        pred = r.judges.attributes.predict(np.stack([data.still(a) for a in ids]))
         still_sex = dict(zip(ids, map(str, pred["sex"])))
     for x in real:
         if not x["no_speech"]:

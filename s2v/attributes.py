@@ -92,11 +92,12 @@ class AttributeJudge(_Input, Pretrained):
         return {a: head(h) for a, head in self.heads.items()}
 
     @torch.no_grad()
-    def predict_proba(self, frames, device=None, batch: int = 256) -> dict[str, np.ndarray]:
-        """(N, H, W, 3) uint8 (numpy or a tensor) -> {attribute: (N, classes) probabilities}."""
+    def predict_proba(self, frames, batch: int = 256) -> dict[str, np.ndarray]:
+        """(N, H, W, 3) uint8 (numpy or a tensor on any device) -> {attribute: (N, classes) probabilities}, on the
+        network's own device."""
         from .targets import images
 
-        device = device or next(self.parameters()).device
+        device = next(self.parameters()).device
         self.eval()
         out = {a: [] for a in self.config.attributes}
         for s in range(0, len(frames), batch):
@@ -109,9 +110,9 @@ class AttributeJudge(_Input, Pretrained):
         """{attribute: (N, classes) probabilities} -> {attribute: (N,) labels}."""
         return {a: np.array(c)[np.argmax(proba[a], 1)] for a, c in zip(self.config.attributes, self.config.classes)}
 
-    def predict(self, frames, device=None) -> dict[str, np.ndarray]:
+    def predict(self, frames) -> dict[str, np.ndarray]:
         """(N, H, W, 3) uint8 -> {attribute: (N,) labels}."""
-        return self.labels(self.predict_proba(frames, device))
+        return self.labels(self.predict_proba(frames))
 
     @property
     def accuracy(self) -> dict[str, float]:
@@ -208,7 +209,7 @@ def fit_attributes(faces: str | os.PathLike, device="cpu", epochs: int = 10, bat
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
-    pred = net.predict(frames[test], device)
+    pred = net.predict(frames[test])
     net._meta = {"accuracy_heldout": {a: round(float(np.mean(pred[a] == np.array([r[a] for r, t in zip(rows, test)
                                                                                   if t]))), 4)
                                       for a in config.attributes},

@@ -155,6 +155,7 @@ class Judges:
         if identity_judge:
             self.id2 = load_identity_judge(identity_judge).to(device)
             self.attributes = load_attributes(Path(identity_judge) / "attributes")
+            self.attributes = self.attributes.to(device) if self.attributes is not None else None
         self.sync = SyncNet.from_pretrained(syncnet).to(device).eval() if syncnet else None
         self.sync2 = SyncNet.from_pretrained(sync_judge).to(device).eval() if sync_judge else None
         self.gallery, self.device = gallery, device
@@ -206,7 +207,7 @@ class Judges:
             for o, ej in zip(out, e):
                 o["_embedding"] = ej / (np.linalg.norm(ej) + 1e-12)
             if self.attributes is not None:  # per video: the mean of its frames' probabilities
-                proba = self.attributes.predict_proba(picked, self.device)
+                proba = self.attributes.predict_proba(picked)
                 pred = self.attributes.labels({k: p.reshape(m, len(pick), -1).mean(1) for k, p in proba.items()})
                 for j, o in enumerate(out):
                     o.update({f"pred_{key}": str(v[j]) for key, v in pred.items()})

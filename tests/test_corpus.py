@@ -181,6 +181,12 @@ def test_probe_runs_on_the_tiny_corpus(tiny_corpus, tiny_prep, capsys):
     assert corpus_main(["probe", "--corpus", str(tiny_corpus), "--speaker", str(speaker)]) == 0
     spk = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert spk["features"] == "speaker encoder" and spk["clips"] == 30 and 0.0 <= spk["sex_unseen"] <= 1.0
+    # and on the bundled CPC's statistics; both at once is refused
+    cpc = speaker.parent / "cpc"
+    assert corpus_main(["probe", "--corpus", str(tiny_corpus), "--cpc", str(cpc)]) == 0
+    c = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert c["features"] == "CPC statistics" and c["clips"] == 30 and 0.0 <= c["accent_unseen"] <= 1.0
+    assert corpus_main(["probe", "--corpus", str(tiny_corpus), "--cpc", str(cpc), "--speaker", str(speaker)]) == 2
 
 
 def test_trait_oracle_on_known_answers():

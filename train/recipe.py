@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip", default="", help="steps to leave out, comma-separated (e.g. speaker where its weights "
                                               "cannot be fetched: the GPU machine has no internet)")
     # the defaults make the bundled model (24 actors x 72 clips); the many-identity model of the README's
-    # open-set results is --seen 300 --unseen 40 --clips-per-actor 8 --traits 2 --nu-source mix
+    # open-set results is --seen 300 --unseen 40 --clips-per-actor 8 --traits 3 --nu-source mix (traits 2: the first round)
     p.add_argument("--seen", type=int, default=24, help="training actors of the corpus")
     p.add_argument("--unseen", type=int, default=6, help="actors held out whole")
     p.add_argument("--clips-per-actor", type=int, default=0, help="clips each actor speaks (0: all 72)")

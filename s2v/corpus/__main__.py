@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--speaker", default=None,
                    help="a speaker encoder folder (e.g. checkpoints/default/stage1/speaker): probe its embeddings "
                         "(a network trained on real speech) instead of the log-mel statistics")
+    q.add_argument("--cpc", default=None,
+                   help="a CPC folder (e.g. checkpoints/default/stage1/cpc): probe the mean and SD over time of its "
+                        "c_t and z_t (what the students read) instead of the log-mel statistics")
 
     s = sub.add_parser("sheet", help="contact sheet of a corpus: actors x emotions, and a mouth sequence")
     s.add_argument("--corpus", required=True)
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "probe":
             from .probe import probe
 
-            summary = probe(args.corpus, judge=args.judge, speaker=args.speaker)
+            summary = probe(args.corpus, judge=args.judge, speaker=args.speaker, cpc=args.cpc)
         elif args.cmd == "faces":
             from .faces import make_faces
 

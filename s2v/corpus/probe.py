@@ -34,16 +34,32 @@ def utterance_features(audio: np.ndarray) -> np.ndarray:
 FACE_TRAITS = ("face_w", "face_h", "jaw", "nose_w")  # face parameters (actors.json) a body's size shifts
 
 
+def cpc_features(cpc) -> callable:
+    """audio -> the mean and SD over time of a CPC's context c_t and encoding z_t: what the students read."""
+    @torch.no_grad()
+    def features(audio: np.ndarray) -> np.ndarray:
+        c, z = cpc(torch.from_numpy(audio)[None])
+        return torch.cat([c[0].mean(0), c[0].std(0), z[0].mean(0), z[0].std(0)]).numpy()
+    return features
+
+
 def probe(corpus: str | Path, progress: bool = True, judge: str | Path | None = None,
-          speaker: str | Path | None = None) -> dict:
-    """`speaker`: a saved `s2v.speaker.SpeakerEncoder` whose embeddings replace `utterance_features`."""
+          speaker: str | Path | None = None, cpc: str | Path | None = None) -> dict:
+    """`speaker`: a saved `s2v.speaker.SpeakerEncoder`, or `cpc`: a saved `s2v.cpc.CPC`, whose embeddings
+    (`cpc_features`) replace `utterance_features`."""
     from tqdm.auto import tqdm
 
-    features = utterance_features
+    features, name = utterance_features, "log-mel statistics"
+    if speaker is not None and cpc is not None:
+        raise ValueError("probe one of speaker= and cpc= at a time")
     if speaker is not None:
         from ..speaker import SpeakerEncoder
 
-        features = SpeakerEncoder.from_pretrained(speaker).eval().embed
+        features, name = SpeakerEncoder.from_pretrained(speaker).eval().embed, "speaker encoder"
+    if cpc is not None:
+        from ..cpc import CPC
+
+        features, name = cpc_features(CPC.from_pretrained(cpc).eval()), "CPC statistics"
     corpus = Path(corpus)
     actors = actors_of(corpus)
     rows = []
@@ -63,7 +79,7 @@ def probe(corpus: str | Path, progress: bool = True, judge: str | Path | None = 
     accent = np.array([actors[a]["voice"]["language"] for a in actor])
     acc = lambda pred, y: round(float(np.mean(pred == y)), 3)
     out = {
-        "features": "speaker encoder" if speaker is not None else "log-mel statistics",
+        "features": name,
         "clips": len(rows),
         "speaker_top1_seen_test": acc(ridge_probe(x[train], actor[train], x[test]), actor[test]),
         "speaker_chance": round(1 / len(set(actor[seen])), 3),
