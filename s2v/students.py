@@ -32,14 +32,23 @@ def l_norm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (F.normalize(x, dim=-1) - F.normalize(y, dim=-1)).pow(2).sum(-1).mean()
 
 
+ID_TARGETS = ("softmax", "embedding")
+
+
 def stage1_loss(mu: torch.Tensor, mu_star: torch.Tensor, nu: torch.Tensor, nu_star: torch.Tensor,
-                lam: float = LAMBDA, distill: str = "as-written") -> dict[str, torch.Tensor]:
+                lam: float = LAMBDA, distill: str = "as-written", id_target: str = "softmax") -> dict[str, torch.Tensor]:
     """Eq. 2. Returns the total and its four terms. `distill="teacher-weighted"` swaps the arguments
     of l_distill (the usual soft-target cross-entropy, -Σ softmax(y*) log softmax(x)): beyond the
-    paper, for when the as-written form collapses onto the teacher's top unit."""
+    paper, for when the as-written form collapses onto the teacher's top unit. `id_target="embedding"`
+    (beyond the paper): S_id regresses the direction of ν* (the cosine term at weight 1, no softmax term),
+    so every unit of the face embedding counts, not mostly its largest."""
+    if id_target not in ID_TARGETS:
+        raise ValueError(f"id_target must be one of {ID_TARGETS}, got {id_target!r}")
     d = l_distill if distill == "as-written" else (lambda x, y: l_distill(y, x))
+    embedding = id_target == "embedding"
     terms = {"emo_norm": lam * l_norm(mu, mu_star), "emo_distill": d(mu, mu_star),
-             "id_norm": lam * l_norm(nu, nu_star), "id_distill": d(nu, nu_star)}
+             "id_norm": (1.0 if embedding else lam) * l_norm(nu, nu_star),
+             "id_distill": nu.new_zeros(()) if embedding else d(nu, nu_star)}
     terms["total"] = sum(terms.values())
     return terms
 

@@ -91,6 +91,12 @@ def test_distill_loss_as_written():
     assert t["total"].item() == pytest.approx(sum(v.item() for k, v in t.items() if k != "total"), rel=1e-6)
     tw = stage1_loss(x, y, x, y, distill="teacher-weighted")  # the arguments of eq. 3 swapped
     assert tw["emo_distill"].item() == pytest.approx(l_distill(y, x).item(), rel=1e-6)
+    # id_target="embedding": S_id's term is the full-weight cosine distance to ν*, no softmax term
+    te = stage1_loss(mu, -mu, nu, -nu, id_target="embedding")
+    assert te["id_norm"].item() == pytest.approx(4.0, rel=1e-5) and te["id_distill"].item() == 0.0
+    assert te["emo_norm"].item() == pytest.approx(t["emo_norm"].item(), rel=1e-6)  # emotion unchanged
+    with pytest.raises(ValueError):
+        stage1_loss(mu, mu, nu, nu, id_target="logits")
 
 
 def test_students_read_c_T_or_the_mean():

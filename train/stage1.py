@@ -40,6 +40,9 @@ def parse_args(argv=None):
     p.add_argument("--pool", default="last", choices=("last", "mean"), help="ω = c_T (paper) or mean over t")
     p.add_argument("--distill", default="as-written", choices=("as-written", "teacher-weighted"),
                    help="eq. 3 as the paper writes it, or with the arguments swapped (soft-target cross-entropy)")
+    p.add_argument("--id-target", default="softmax", choices=("softmax", "embedding"),
+                   help="what S_id distils: eq. 3's softmax of ν* (paper), or the direction of ν* itself (cosine; "
+                        "beyond the paper: every unit of the face embedding counts)")
     p.add_argument("--emo-level", action="store_true",
                    help="beyond the paper: S_emo also reads the input's loudness (the CPC normalises it away)")
     p.add_argument("--emo-input", default="omega", choices=("omega", "prosody", "prosody-rel"),
@@ -215,7 +218,7 @@ def main(args) -> dict:
             w, e, nu_star, mu_star, who = next(batches)
             with acc.autocast():
                 nu, mu = students(w, e=e, speaker=who if args.emo_speakers else None)
-        terms = stage1_loss(mu.float(), mu_star, nu.float(), nu_star, distill=args.distill)
+        terms = stage1_loss(mu.float(), mu_star, nu.float(), nu_star, distill=args.distill, id_target=args.id_target)
         opt.zero_grad(set_to_none=True)
         acc.backward(terms["total"])
         opt.step()
