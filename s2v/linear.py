@@ -1,4 +1,4 @@
-"""Ridge classifiers on fixed features: the corpus probes and the evaluation's attribute judges.
+"""Ridge classifiers and regressions on fixed features: the corpus probes (`s2v.corpus.probe`).
 
 One-vs-all ridge regression on standardised features (targets ±1), solved in closed form: no
 training loop, no seed, the same answer on every machine.
