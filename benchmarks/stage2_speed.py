@@ -58,8 +58,6 @@ def main() -> None:
     nu, mu = torch.randn(b, gcfg.nu_dim, device=dev), torch.randn(b, gcfg.mu_dim, device=dev)
     real = torch.rand(b, 3, a.size, a.size, device=dev) * 2 - 1
     maps = [torch.randn(b, ch, s, s, device=dev) for ch, s in zip(gcfg.id_channels, gcfg.id_sizes)]
-
-
     s = {"real": real, "c": c, "c_off": c.roll(1, 0), "real_maps": maps}
 
     def step():  # train/stage2.py's step: the adversaries' own losses (s2v.discriminators.ADVERSARIES)

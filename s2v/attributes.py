@@ -209,9 +209,8 @@ def fit_attributes(faces: str | os.PathLike, device="cpu", epochs: int = 10, bat
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
-    pred = net.predict(frames[test])
-    net._meta = {"accuracy_heldout": {a: round(float(np.mean(pred[a] == np.array([r[a] for r, t in zip(rows, test)
-                                                                                  if t]))), 4)
+    proba = net.predict_proba(frames[test])
+    net._meta = {"accuracy_heldout": {a: round(float(np.mean(proba[a].argmax(1) == y[a][test].numpy())), 4)
                                       for a in config.attributes},
                  "faces": str(faces), "identities": len(ids), "heldout_identities": len(held), "epochs": epochs}
     return net

@@ -18,6 +18,12 @@ from .audio import SAMPLE_RATE, frame_to_sample
 from .labels import EMOTIONS
 
 
+def as_tensor(frames) -> torch.Tensor:
+    """Frames (any array) as a tensor: a tensor as it is; numpy shared when writable and contiguous, else copied
+    (memory-mapped frames are read-only, which torch.from_numpy cannot share)."""
+    return frames if torch.is_tensor(frames) else torch.from_numpy(np.require(frames, requirements=["C", "W"]))
+
+
 class Prepared:
     """Read access to a prepared folder: the index, clips' frames and audio, actors' stills."""
 
@@ -113,7 +119,7 @@ class ClipDataset(Dataset):
             stop = start + self.max_frames
         audio = self.data.audio(i)[frame_to_sample(start, c["fps"]): frame_to_sample(stop, c["fps"])]
         return {"audio": torch.from_numpy(np.ascontiguousarray(audio)),
-                "frames": torch.from_numpy(np.array(self.data.frames(i, start, stop))),
+                "frames": as_tensor(self.data.frames(i, start, stop)),
                 "still": torch.from_numpy(self.data.still(c["actor"])),
                 "fps": c["fps"], "start": start, "clip": i, "id": c["id"], **self.data.labels(i)}
 
@@ -142,7 +148,7 @@ class FrameDataset(Dataset):
         window = np.zeros(2 * self.half, np.float32)
         a, b = max(lo, 0), min(hi, audio.size)
         window[a - lo: b - lo] = audio[a:b]
-        return {"frame": torch.from_numpy(np.array(self.data.frames(i, t, t + 1)[0])),
+        return {"frame": as_tensor(self.data.frames(i, t, t + 1)[0]),
                 "audio": torch.from_numpy(window), "t": t, "clip": i,
                 "still": torch.from_numpy(self.data.still(c["actor"])), **self.data.labels(i)}
 
@@ -170,7 +176,7 @@ class Frames(Dataset):
         far = [u for u in range(n) if abs(u - t) >= self.off] or [u for u in range(n) if u != t] or [t]
         t_off = int(np.random.choice(far))
         a = self.data.actor_index[c["actor"]]
-        frame = torch.from_numpy(np.array(self.data.frames(i, t, t + 1)[0])).permute(2, 0, 1).float() / 127.5 - 1
+        frame = as_tensor(self.data.frames(i, t, t + 1)[0]).permute(2, 0, 1).float() / 127.5 - 1
         return {"frame": frame, "c": torch.from_numpy(self.f.window(i, t, fps, self.context)),
                 "c_off": torch.from_numpy(self.f.window(i, t_off, fps, self.context)),
                 "nu": torch.from_numpy(self.nu(i)), "mu": torch.from_numpy(self.mu[i]),
@@ -248,8 +254,7 @@ class DeviceFrames:
         self.frames = torch.empty((int(n.sum()), size, size, 3), dtype=torch.uint8, device=dev)
         for j, i in enumerate(ids):
             s = int(self.starts[j])
-            clip = np.require(data.frames(i), requirements=["C", "W"])  # a writable copy of the memory map
-            self.frames[s:s + int(n[j])] = torch.from_numpy(clip).to(dev)
+            self.frames[s:s + int(n[j])] = as_tensor(data.frames(i)).to(dev)
 
     @staticmethod
     def nbytes(frames: Frames) -> int:

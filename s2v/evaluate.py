@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data import as_tensor
 from .labels import EMOTIONS
 from .targets import images
 
@@ -53,7 +54,7 @@ SPLITS = {"test": "seen (test clips)", "unseen": "unseen actors"}
 
 def _as_images(x, dtype=torch.float64) -> torch.Tensor:
     """(T, H, W, 3) or (H, W, 3) uint8, numpy or tensor -> (T, 3, H, W) float tensor (on x's device)."""
-    x = x if torch.is_tensor(x) else torch.from_numpy(np.require(x, requirements=["C", "W"]))
+    x = as_tensor(x)
     x = x[None] if x.ndim == 3 else x
     return x.permute(0, 3, 1, 2).to(dtype)
 
@@ -185,8 +186,7 @@ class Judges:
         `audio_mfcc`, its `s2v.syncnet.mfcc`, when given)."""
         from .syncnet import embed_audio_clip, embed_video_clip, offset_distances, scores_of
 
-        videos = [v.to(self.device) if torch.is_tensor(v) else torch.from_numpy(np.array(v)).to(self.device)
-                  for v in videos]  # uint8 (T, H, W, 3) on the judges' device
+        videos = [as_tensor(v).to(self.device) for v in videos]  # uint8 (T, H, W, 3) on the judges' device
         n = len(videos[0])
         if any(len(v) != n for v in videos):
             raise ValueError("score_many needs videos of one length (the same clip)")

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .audio import SAMPLE_RATE
+from .data import as_tensor
 from .modeling import Pretrained
 
 MFCC_RATE = 100  # MFCC steps per second
@@ -193,9 +194,7 @@ def embed_video_clip(net: SyncNet, frames, batch: int = 256) -> torch.Tensor:
     n = len(frames) - VIDEO_WINDOW + 1
     if n < 1:
         raise ValueError(f"a clip of {len(frames)} frames is shorter than one {VIDEO_WINDOW}-frame window")
-    if not torch.is_tensor(frames):
-        frames = torch.from_numpy(np.require(frames, requirements=["C", "W"]))
-    frames = frames.to(dev)
+    frames = as_tensor(frames).to(dev)
     x = lip_tensor(frames.permute(0, 3, 1, 2).float(), net.config)
     out = []
     for s in range(0, n, batch):

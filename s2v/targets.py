@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Prepared
+from .data import Prepared, as_tensor
 from .modeling import fingerprint
 from .teachers import EmotionTeacher, IdentityTeacher, load_teachers
 
@@ -30,10 +30,8 @@ TEACHER_PARTS = ("identity", "emotion")
 
 
 def images(frames, device) -> torch.Tensor:
-    """(B, H, W, 3) uint8, numpy or a tensor on any device -> (B, 3, H, W) float in [0, 1] on `device` (numpy is
-    copied: memory-mapped frames are read-only)."""
-    x = frames if torch.is_tensor(frames) else torch.from_numpy(np.array(frames))
-    return x.to(device).permute(0, 3, 1, 2).float().div(255)
+    """(B, H, W, 3) uint8, numpy or a tensor on any device -> (B, 3, H, W) float in [0, 1] on `device`."""
+    return as_tensor(frames).to(device).permute(0, 3, 1, 2).float().div(255)
 
 
 @torch.no_grad()

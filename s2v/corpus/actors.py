@@ -172,8 +172,10 @@ _SHIRTS = np.array([[0.15, 0.25, 0.45], [0.55, 0.12, 0.15], [0.20, 0.40, 0.25], 
                     [0.85, 0.85, 0.82], [0.10, 0.10, 0.12], [0.60, 0.45, 0.20], [0.40, 0.25, 0.50]])
 
 
-def _pick(rng: np.random.Generator, table: np.ndarray, jitter: float = 0.03) -> tuple[float, ...]:
-    c = table[rng.integers(len(table))] + rng.normal(0, jitter, 3)
+def _pick(rng: np.random.Generator, table: np.ndarray, jitter: float = 0.03,
+          p: np.ndarray | None = None) -> tuple[float, ...]:
+    """A row of `table` (uniformly, or with probabilities `p`) with a little jitter of its own."""
+    c = table[rng.integers(len(table)) if p is None else rng.choice(len(table), p=p)] + rng.normal(0, jitter, 3)
     return tuple(float(x) for x in np.clip(c, 0, 1))
 
 
@@ -313,13 +315,9 @@ def with_region(actor: Actor, region: int, rng: np.random.Generator) -> Actor:
 
     r = REGIONS[region]
     accent = r["accent"] if rng.random() < ACCENT_LOYALTY else ACCENTS[rng.integers(len(ACCENTS))]
-
-    def colour(table, centre, jitter):
-        c = table[rng.choice(len(table), p=_odds(centre, len(table)))] + rng.normal(0, jitter, 3)
-        return tuple(float(x) for x in np.clip(c, 0, 1))
-
-    face = replace(actor.face, skin=colour(_SKIN, r["skin"], 0.025), hair=colour(_HAIR, r["hair"], 0.03),
-                   eye_color=colour(_EYES, r["eyes"], 0.03))
+    face = replace(actor.face, skin=_pick(rng, _SKIN, 0.025, _odds(r["skin"], len(_SKIN))),
+                   hair=_pick(rng, _HAIR, 0.03, _odds(r["hair"], len(_HAIR))),
+                   eye_color=_pick(rng, _EYES, 0.03, _odds(r["eyes"], len(_EYES))))
     return replace(actor, voice=replace(actor.voice, language=str(accent)), face=face, region=region)
 
 

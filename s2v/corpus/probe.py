@@ -154,11 +154,11 @@ def trait_oracle(emb: np.ndarray, ids: list[str], actors: dict) -> dict:
     seen = np.array([actors[a]["split"] == "seen" for a in ids])
     unseen = [k for k, a in enumerate(ids) if not seen[k]]
     out = {}
-    keys = [("sex", lambda a: a["sex"]), ("sex_age_group", lambda a: (a["sex"], a["age_group"]))]
+    traits = [("sex", lambda a: a["sex"]), ("sex_age_group", lambda a: (a["sex"], a["age_group"]))]
     if any(actors[a].get("region", -1) >= 0 for a in ids):
-        keys += [("sex_accent", lambda a: (a["sex"], a["voice"]["language"])),
-                 ("sex_age_group_accent", lambda a: (a["sex"], a["age_group"], a["voice"]["language"]))]
-    for name, key in keys:
+        traits += [("sex_accent", lambda a: (a["sex"], a["voice"]["language"])),
+                   ("sex_age_group_accent", lambda a: (a["sex"], a["age_group"], a["voice"]["language"]))]
+    for name, key in traits:
         keys = [key(actors[a]) for a in ids]
         pred = []
         for k in unseen:
