@@ -1,4 +1,5 @@
-"""Ridge classifiers and regressions on fixed features: the corpus probes (`s2v.corpus.probe`).
+"""Ridge classifiers and regressions on fixed features: the corpus probes (`s2v.corpus.probe`), and
+S_id's linear head (`s2v.students.fit_linear_id`).
 
 One-vs-all ridge regression on standardised features (targets ±1), solved in closed form: no
 training loop, no seed, the same answer on every machine.
@@ -54,6 +55,14 @@ def ridge_probe(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, lam: float = 
 def ridge_regress(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, lam: float = 1.0) -> np.ndarray:
     """Predictions for `xte` of a ridge regression from standardised features to targets (N,) or (N, K)."""
     return _apply(xte, *_solve(xtr, np.asarray(ytr, np.float64).reshape(len(xtr), -1), lam))
+
+
+def ridge_affine(x: np.ndarray, t: np.ndarray, lam: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """`ridge_regress`'s map as one affine map of the raw features: (weight (D, K), bias (K,)) with
+    x @ weight + bias = the prediction for targets t (N, K), the standardisation folded in."""
+    mean, std, w = _solve(x, np.asarray(t, np.float64).reshape(len(x), -1), lam)
+    weight = w[:-1] / std[:, None]
+    return weight, w[-1] - mean @ weight
 
 
 def ridge_r2(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, lam: float = 1.0) -> float:

@@ -1,5 +1,8 @@
 """Stage 1 students: S_id and S_emo read ω = c_T and distil ν and μ from the face teachers.
 
+Beyond the paper (options, the paper's form the default): ω may be the mean of c_t, or its mean and
+standard deviation (`pool`); S_id may be one linear map fitted in closed form (`id_head`, `fit_linear_id`).
+
 Paper section 2.1, eq. 2-3:
     L1 = λ ||μ̄ - μ̄*||² + l_distill(μ, μ*) + λ ||ν̄ - ν̄*||² + l_distill(ν, ν*),   λ = 0.025,
     l_distill(x, y) = - Σ_i softmax(x)_i log softmax(y)_i          (as written: x the student),
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,6 +37,8 @@ def l_norm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 ID_TARGETS = ("softmax", "embedding")
+ID_HEADS = ("mlp", "linear")
+POOLS = ("last", "mean", "stats")
 
 
 def stage1_loss(mu: torch.Tensor, mu_star: torch.Tensor, nu: torch.Tensor, nu_star: torch.Tensor,
@@ -59,7 +65,7 @@ class StudentsConfig:
     id_dim: int = 256  # T_id embedding size (ν)
     emo_dim: int = 6  # T_emo classes (μ)
     hidden: int = 512
-    pool: str = "last"  # last: ω = c_T as in the paper; mean: ω = mean of c_t over t
+    pool: str = "last"  # last: ω = c_T as in the paper; mean: ω = mean of c_t over t; stats: its mean and SD
     dropout: float = 0.1
     emo_level: bool = False  # beyond the paper: S_emo also reads the input's loudness (log RMS, `audio_level`)
     # beyond the paper: "omega" = S_emo reads ω (as S_id); "prosody" = the mean and std of c_t over the voiced
@@ -72,21 +78,31 @@ class StudentsConfig:
     # softmax(cos(ν, key) / emo_temperature) over their keys (mean student ν), or the true actor in training
     emo_speakers: int = 0
     emo_temperature: float = 0.01
+    # beyond the paper: "linear" = S_id is one linear map of ω fitted in closed form (`fit_linear_id`: ridge
+    # regression of ν*, its penalty chosen on seen actors held out whole), not the MLP trained by eq. 3
+    id_head: str = "mlp"
 
     def __post_init__(self):
-        if self.pool not in ("last", "mean"):
-            raise ValueError(f"pool must be 'last' or 'mean', got {self.pool!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
         if self.emo_input not in EMO_INPUTS:
             raise ValueError(f"emo_input must be one of {EMO_INPUTS}, got {self.emo_input!r}")
+        if self.id_head not in ID_HEADS:
+            raise ValueError(f"id_head must be one of {ID_HEADS}, got {self.id_head!r}")
         if self.emo_input.startswith("prosody") and self.emo_level:
             raise ValueError("emo_level is for emo_input='omega'; 'prosody' already reads the loudness")
+
+    @property
+    def omega_dim(self) -> int:
+        """Size of ω (`Students.omega`): what S_id reads."""
+        return self.in_dim * (2 if self.pool == "stats" else 1)
 
     @property
     def emo_features(self) -> int:
         """Size of S_emo's input before speaker normalisation (`Students.emotion_input`)."""
         if self.emo_input.startswith("prosody"):
             return 2 * self.in_dim + N_PROSODY
-        return self.in_dim + int(self.emo_level)
+        return self.omega_dim + int(self.emo_level)
 
 
 def _mlp(i: int, h: int, o: int, p: float) -> nn.Sequential:
@@ -103,7 +119,8 @@ class Students(Pretrained):
     def __init__(self, config: StudentsConfig = StudentsConfig()):
         super().__init__()
         self.config = config
-        self.s_id = _mlp(config.in_dim, config.hidden, config.id_dim, config.dropout)
+        self.s_id = (nn.Linear(config.omega_dim, config.id_dim) if config.id_head == "linear"
+                     else _mlp(config.omega_dim, config.hidden, config.id_dim, config.dropout))
         d = config.emo_features * (2 if config.emo_speakers else 1)
         self.emo_norm = (nn.BatchNorm1d(d, affine=False) if config.emo_input.startswith("prosody")
                          else nn.Identity())
@@ -120,15 +137,20 @@ class Students(Pretrained):
             self.speaker_bases.copy_(torch.as_tensor(bases, dtype=torch.float32))
 
     def omega(self, c: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """ω from c (B, T, H): c_T (the last valid step) or the mean over the valid steps."""
+        """ω from c (B, T, H): c_T (the last valid step), the mean over the valid steps, or (B, 2H) their mean
+        and standard deviation (`pool`)."""
         b, t, _ = c.shape
         if lengths is None:
             lengths = torch.full((b,), t, device=c.device)
         lengths = lengths.clamp(1, t)
         if self.config.pool == "last":
             return c[torch.arange(b, device=c.device), lengths - 1]
-        mask = (torch.arange(t, device=c.device)[None] < lengths[:, None]).to(c.dtype)
-        return (c * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        mask = (torch.arange(t, device=c.device)[None] < lengths[:, None]).to(c.dtype)[..., None]
+        mean = (c * mask).sum(1) / mask.sum(1)
+        if self.config.pool == "mean":
+            return mean
+        var = ((c - mean[:, None]) ** 2 * mask).sum(1) / mask.sum(1)
+        return torch.cat([mean, var.clamp_min(0).sqrt()], 1)
 
     def emotion_input(self, c: torch.Tensor, wav: torch.Tensor, n_samples: torch.Tensor | None = None) -> torch.Tensor:
         """(B, emo_features) what S_emo reads (before speaker normalisation), from c (B, T, H) and the
@@ -181,6 +203,46 @@ class Students(Pretrained):
         """(ν, μ) of c (B, T, H) and the waveform (B, N) it was computed from."""
         lengths = None if n_samples is None else cpc_lengths(n_samples.to(c.device), c.shape[1])
         return self(c, lengths, e=self.emotion_input(c, wav, n_samples))
+
+
+RIDGE_LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
+
+
+def fit_linear_id(students: Students, omega, nu_star, actors, lambdas=RIDGE_LAMBDAS, folds: int = 5) -> dict:
+    """Fit a linear S_id (`id_head="linear"`) in closed form: ridge regression of ν* (N, D) on ω (N, H)
+    (standardised; `s2v.linear.ridge_affine`). The penalty is the one whose map best tells apart actors it
+    never saw: the seen actors are split into `folds` groups, each held out whole in turn, and each λ is scored
+    by the 1:2 matching (`s2v.openset`) of the held-out clips' predictions among the held-out actors' mean ν*.
+    Beyond the paper: with a few clips a speaker, eq. 3's MLP learns the speakers; a strong penalty keeps the
+    map to what voices share. Sets s_id's weight and bias; returns {"id_lambda", "id_cv_match_1to2"}."""
+    from .linear import ridge_affine
+    from .openset import match_scores
+
+    if students.config.id_head != "linear":
+        raise ValueError("fit_linear_id is for students with id_head='linear'")
+    x, y = np.asarray(omega, np.float64), np.asarray(nu_star, np.float64)
+    actors = np.asarray(actors)
+    names = np.array(sorted(set(actors.tolist()), key=str))
+    if len(names) < 2 * folds:
+        folds = max(len(names) // 2, 1)
+    group = {a: k % folds for k, a in enumerate(np.random.default_rng(0).permutation(names))}
+    fold = np.array([group[a] for a in actors])
+    scores = {}
+    for lam in lambdas:
+        s = []
+        for f in range(folds) if folds > 1 else ():
+            tr, te = fold != f, fold == f
+            w, b = ridge_affine(x[tr], y[tr], lam)
+            held = sorted(set(actors[te].tolist()), key=str)
+            cand = np.stack([y[te][actors[te] == a].mean(0) for a in held])
+            s.append(match_scores(x[te] @ w + b, np.array([held.index(a) for a in actors[te]]), cand)["match_1to2"])
+        scores[lam] = float(np.mean(s)) if s else 0.0
+    lam = max(lambdas, key=lambda k: (scores[k], k))  # ties: the stronger penalty
+    w, b = ridge_affine(x, y, lam)
+    with torch.no_grad():
+        students.s_id.weight.copy_(torch.from_numpy(w.T.astype(np.float32)))
+        students.s_id.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+    return {"id_lambda": lam, "id_cv_match_1to2": round(scores[lam], 4)}
 
 
 def cpc_lengths(n_samples: torch.Tensor, frames: int) -> torch.Tensor:

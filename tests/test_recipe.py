@@ -56,6 +56,11 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     many = _recipe(tmp_path, "--dry-run", "--seen", "300", "--unseen", "40", "--clips-per-actor", "8", "--traits", "2",
                    "--nu-source", "mix")
     assert "--traits 2" in many.stdout and "--nu-source mix" in many.stdout  # (--tiny shrinks the counts)
+    s1 = [x for x in dry.stdout.splitlines() if x.startswith(("[stage1]", "[stage1-aug]"))]
+    assert len(s1) == 2 and all("--pool mean" in x and "--id-head" not in x for x in s1)
+    lin = [x for x in _recipe(tmp_path, "--dry-run", "--id-head", "linear").stdout.splitlines()
+           if x.startswith(("[stage1]", "[stage1-aug]"))]
+    assert len(lin) == 2 and all("--pool stats --id-head linear" in x for x in lin)
     assert "--resume-from-checkpoint latest" in dry.stdout
     # --profile gpu: 128 px, stage 2 in bf16 with a GPU batch; the CPU profile keeps the bundle's settings
     gpu = _recipe(tmp_path, "--dry-run", "--profile", "gpu", "--skip", "speaker,assets").stdout.splitlines()

@@ -13,7 +13,7 @@ import torch
 
 from conftest import read_scalars
 from s2v.cpc import CPC, CPCConfig, import_cpc_audio
-from s2v.students import LAMBDA, Students, StudentsConfig, l_distill, stage1_loss
+from s2v.students import LAMBDA, Students, StudentsConfig, fit_linear_id, l_distill, stage1_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +99,7 @@ def test_distill_loss_as_written():
         stage1_loss(mu, mu, nu, nu, id_target="logits")
 
 
-def test_students_read_c_T_or_the_mean():
+def test_students_read_c_T_the_mean_or_its_statistics():
     s = Students(StudentsConfig(in_dim=4, id_dim=5, emo_dim=6, hidden=8)).eval()
     c = torch.arange(2 * 5 * 4, dtype=torch.float32).view(2, 5, 4)
     lengths = torch.tensor([5, 3])
@@ -108,6 +108,10 @@ def test_students_read_c_T_or_the_mean():
     assert torch.allclose(mean.omega(c, lengths)[1], c[1, :3].mean(0))
     nu, mu = s(c, lengths)
     assert nu.shape == (2, 5) and mu.shape == (2, 6)
+    stats = Students(StudentsConfig(in_dim=4, id_dim=5, pool="stats")).eval()
+    w = stats.omega(c, lengths)
+    assert w.shape == (2, 8) and torch.allclose(w[1], torch.cat([c[1, :3].mean(0), c[1, :3].std(0, unbiased=False)]))
+    assert stats(c, lengths)[0].shape == (2, 5) and stats(c, lengths)[1].shape == (2, 6)  # S_emo reads the same ω
 
 
 def _launch(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -151,6 +155,7 @@ def test_stage1_two_steps_resume_and_outputs(tiny_prep, tiny_cpc, tmp_path):
         assert (out / part).exists(), part
     m = json.loads((out / "metrics.json").read_text())
     assert {"identity_top1_seen_test", "unseen_sex_agreement"} <= set(m) or {"unseen_sex_agreement"} <= set(m)
+    assert m["unseen_actors"] == 2 and all(0 <= m[f"nu_{k}_unseen"] <= 1 for k in ("match_1to2", "r_at_1", "r_at_5"))
     r = _launch("stage1.py", *base, "--max-steps", "4", "--resume-from-checkpoint", "latest", *flags)
     assert r.returncode == 0 and "at step 2" in r.stdout + r.stderr
     assert json.loads((out / "metrics.json").read_text())["steps"] == 4
@@ -333,3 +338,58 @@ def test_stage1_trains_on_degraded_copies(tiny_prep, tiny_cpc, tmp_path):
 
     g = Gallery.load(out / "gallery")
     assert g.voice is not None and np.isfinite(g.voice).all()
+
+
+def test_linear_id_head_fits_what_voices_share():
+    """fit_linear_id on known answers: when ν* is a linear function of what each actor's clips share, the head
+    predicts actors it never saw (1:2 near 1) with a weak penalty; when ω says nothing of ν*, the held-out
+    matching that chose the penalty stays near chance."""
+    rng = np.random.default_rng(0)
+    actors = np.repeat(np.arange(40), 6)
+    trait = rng.normal(size=(40, 5))  # what a voice tells of its face, per actor
+    mix = rng.normal(size=(5, 16))
+    omega = np.c_[trait[actors], np.zeros((len(actors), 11))] + 0.1 * rng.normal(size=(len(actors), 16))
+    nu_star = trait[actors] @ mix + 0.05 * rng.normal(size=(len(actors), 16))
+    st = Students(StudentsConfig(in_dim=16, id_dim=16, id_head="linear"))
+    fit = fit_linear_id(st, omega, nu_star, actors)
+    assert fit["id_cv_match_1to2"] > 0.95 and fit["id_lambda"] <= 100
+    new = rng.normal(size=(3, 5))  # three actors no fit saw
+    with torch.no_grad():
+        nu = st.s_id(torch.from_numpy(np.c_[new, np.zeros((3, 11))]).float()).numpy()
+    truth = new @ mix
+    cos = (nu / np.linalg.norm(nu, axis=1, keepdims=True)) @ (truth / np.linalg.norm(truth, axis=1, keepdims=True)).T
+    assert (np.argmax(cos, 1) == np.arange(3)).all()
+    noise = Students(StudentsConfig(in_dim=16, id_dim=16, id_head="linear"))
+    fit = fit_linear_id(noise, rng.normal(size=omega.shape), nu_star, actors)
+    assert fit["id_cv_match_1to2"] < 0.65
+    with pytest.raises(ValueError):
+        fit_linear_id(Students(StudentsConfig(in_dim=16, id_dim=16)), omega, nu_star, actors)
+
+
+def test_stage1_linear_id_head(tiny_prep, tiny_cpc, tmp_path):
+    """--id-head linear: S_id is fitted once in closed form and left alone by the loop (S_emo trains); the saved
+    students load with it; the metrics say which penalty was taken."""
+    sys.path.insert(0, str(ROOT / "train"))
+    import importlib
+
+    stage1 = importlib.import_module("stage1")
+    out = tmp_path / "lin"
+    args = stage1.parse_args(["--data", str(tiny_prep), "--cpc", str(tiny_cpc), "--teachers",
+                              str(tiny_prep.parent / "teachers"), "--output-dir", str(out), "--max-steps", "3",
+                              "--batch-size", "4", "--checkpointing-steps", "1000", "--pool", "mean", "--id-head",
+                              "linear", "--emo-input", "prosody"])
+    m = stage1.main(args)
+    assert m["id_lambda"] in (1.0, 10.0, 100.0, 1000.0, 10000.0) and m["steps"] == 3
+    st = Students.from_pretrained(out / "students")
+    assert st.config.id_head == "linear" and isinstance(st.s_id, torch.nn.Linear)
+    from s2v.cpc import CPC
+    from s2v.data import Prepared
+    from s2v.linear import ridge_regress
+    from s2v.targets import load_targets
+
+    data, cpc = Prepared(tiny_prep), CPC.from_pretrained(out / "cpc").eval()
+    ids = data.split("train")
+    omega, _ = stage1.encode_all(cpc, st, data, ids, 6 * 16000, "cpu")
+    nu = st.s_id(omega).detach().numpy()
+    want = ridge_regress(omega.numpy(), load_targets(tiny_prep)["nu_star"][ids], omega.numpy(), m["id_lambda"])
+    assert np.allclose(nu, want, atol=1e-3)  # the fitted map itself, untouched by the three steps

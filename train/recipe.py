@@ -54,6 +54,8 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     # stage 2 on a GPU: 16x the batch for 2/3 of the steps (same learning rates), bf16 autocast, batches drawn on
     # the device (train/stage2.py --batches auto); docs/training.md "On a GPU"
     s2_fast = ["--mixed-precision", "bf16"] if gpu else []
+    # S_id: eq. 3's MLP on the mean of c_t (the bundle's), or one ridge map of its mean and SD (--id-head linear)
+    s_id = ["--pool", "mean"] if a.id_head == "mlp" else ["--pool", "stats", "--id-head", "linear"]
     # stage 2's settings, shared by stage2-sync (its --init-generator must match them)
     stage2 = ["train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers", str(r / "teachers"),
               "--nu-source", a.nu_source, "--context", "2", "--lambda-lower", "10", "--lambda-expr", "2",
@@ -75,14 +77,14 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
         ("cpc", [*LAUNCH, "train/cpc.py", "--data", str(prep), "--output-dir", str(r / "cpc"), "--max-steps",
                  n(1000, 4), "--batch-size", n(8, 4), *common, *resume], r / "cpc" / "metrics.json"),
         ("stage1", [*LAUNCH, "train/stage1.py", "--data", str(prep), "--cpc", str(r / "cpc"), "--teachers",
-                    str(r / "teachers"), "--output-dir", str(r / "stage1"), "--pool", "mean", "--distill",
+                    str(r / "teachers"), "--output-dir", str(r / "stage1"), *s_id, "--distill",
                     "teacher-weighted", "--emo-input", "prosody", "--emo-speakers", "--max-steps", n(3000, 4),
                     "--batch-size", n(64, 4), *common, *resume],
          r / "stage1" / "metrics.json"),
         # the same students trained on degraded copies too: the bundle's S_id (voices through a phone, a room or a
         # codec still find their speaker); its S_emo stays stage1's (level is part of the corpus' emotions)
         ("stage1-aug", [*LAUNCH, "train/stage1.py", "--data", str(prep), "--cpc", str(r / "cpc"), "--teachers",
-                        str(r / "teachers"), "--output-dir", str(r / "stage1-aug"), "--pool", "mean", "--distill",
+                        str(r / "teachers"), "--output-dir", str(r / "stage1-aug"), *s_id, "--distill",
                         "teacher-weighted", "--emo-input", "prosody", "--emo-speakers", "--max-steps", n(3000, 4),
                         "--batch-size", n(64, 4), "--augment", "0.5", "--augment-copies", n(2, 1), *common, *resume],
          r / "stage1-aug" / "metrics.json"),
@@ -157,6 +159,9 @@ def main(argv=None) -> int:
                    help="what a voice shares with a face (python -m s2v.corpus make --traits)")
     p.add_argument("--nu-source", default="student", choices=("student", "teacher", "mix"),
                    help="ν stage 2 trains the generator on (train/stage2.py --nu-source)")
+    p.add_argument("--id-head", default="mlp", choices=("mlp", "linear"),
+                   help="S_id: eq. 3's MLP on the mean of c_t (the bundle's), or one linear map of its mean and SD "
+                        "fitted in closed form (train/stage1.py --pool stats --id-head linear; many identities)")
     p.add_argument("--sync-loss", type=float, default=0.5,
                    help="weight of the expert sync loss in a fine-tuning of stage 2 (step stage2-sync: from stage 2's "
                         "generator, D_sync left out; the bundle's setting; 0: no such step, the paper's D_sync alone)")

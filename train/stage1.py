@@ -9,7 +9,9 @@ computed once and the students train on it; --finetune-cpc runs the CPC in the l
 The output holds cpc/, students/, the gallery of seen actors (id, still, sex, age group, mean ν*)
 and metrics.json: on the seen actors' test clips, identity top-1 (the actor whose mean ν* is
 nearest the voice's ν) and emotion accuracy (argmax μ vs the label); on unseen actors, how often
-the nearest seen actor has the same sex and the same age group.
+the nearest seen actor has the same sex and the same age group, and the open-set reach of ν itself
+(`nu_match_1to2_unseen`, `nu_r_at_1_unseen`, `nu_r_at_5_unseen`: each clip's ν among the unseen actors'
+mean ν*, by cosine in T_id's space, `s2v.openset`).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from s2v.labels import EMOTIONS  # noqa: E402
 from s2v.cpc import CPC  # noqa: E402
 from s2v.data import Prepared  # noqa: E402
 from s2v.gallery import Gallery  # noqa: E402
-from s2v.students import Students, StudentsConfig, cpc_lengths, stage1_loss  # noqa: E402
+from s2v.students import Students, StudentsConfig, cpc_lengths, fit_linear_id, stage1_loss  # noqa: E402
 from s2v.targets import ensure_targets  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 
@@ -37,12 +39,17 @@ def parse_args(argv=None):
     add_common_args(p, max_steps=3000, batch_size=64, lr=1e-3, checkpointing_steps=1000)
     p.add_argument("--cpc", required=True, help="a CPC folder (train/cpc.py output)")
     p.add_argument("--teachers", required=True, help="the teachers folder (train/teachers.py output)")
-    p.add_argument("--pool", default="last", choices=("last", "mean"), help="ω = c_T (paper) or mean over t")
+    p.add_argument("--pool", default="last", choices=("last", "mean", "stats"),
+                   help="ω = c_T (paper), the mean of c_t over t, or its mean and standard deviation (beyond the paper)")
     p.add_argument("--distill", default="as-written", choices=("as-written", "teacher-weighted"),
                    help="eq. 3 as the paper writes it, or with the arguments swapped (soft-target cross-entropy)")
     p.add_argument("--id-target", default="softmax", choices=("softmax", "embedding"),
                    help="what S_id distils: eq. 3's softmax of ν* (paper), or the direction of ν* itself (cosine; "
                         "beyond the paper: every unit of the face embedding counts)")
+    p.add_argument("--id-head", default="mlp", choices=("mlp", "linear"),
+                   help="S_id: the MLP trained by eq. 3 (paper), or, beyond the paper, one linear map of ω fitted in "
+                        "closed form (ridge regression of ν*, the penalty chosen on seen actors held out whole); "
+                        "--id-target then does not apply")
     p.add_argument("--emo-level", action="store_true",
                    help="beyond the paper: S_emo also reads the input's loudness (the CPC normalises it away)")
     p.add_argument("--emo-input", default="omega", choices=("omega", "prosody", "prosody-rel"),
@@ -126,7 +133,11 @@ def speaker_bases(gallery: Gallery, data: Prepared, ids: list[int], emo: torch.T
     return torch.stack([emo[torch.from_numpy(actors == a)].mean(0) for a in gallery.ids])
 
 
-def report(cpc, students, data: Prepared, gallery: Gallery, max_samples: int, device) -> dict:
+def report(cpc, students, data: Prepared, gallery: Gallery, max_samples: int, device,
+           targets: dict | None = None) -> dict:
+    """The metrics of the module doc; with `targets`, also the open-set reach of ν itself on unseen actors
+    (`s2v.openset` scores of each clip's ν among the unseen actors' mean ν*, in T_id's space): what the
+    generator can at best carry to the face, before any face is drawn."""
     out = {}
     test = data.split("test")
     if test:
@@ -149,6 +160,16 @@ def report(cpc, students, data: Prepared, gallery: Gallery, max_samples: int, de
             if all(truth):
                 out[f"unseen_{key}_agreement"] = round(float(np.mean(truth == guess)), 4)
         out["unseen_clips"] = len(unseen)
+        actors = np.array([data.clips[i]["actor"] for i in unseen])
+        names = sorted(set(actors), key=str)
+        if targets is not None and len(names) >= 2:
+            from s2v.openset import match_scores
+
+            stills = np.stack([targets["nu_star"][[i for i, a in zip(unseen, actors) if a == n]].mean(0)
+                               for n in names])
+            scores = match_scores(nu, np.array([names.index(a) for a in actors]), stills)
+            out.update({f"nu_{k}_unseen": round(float(scores[k]), 4) for k in ("match_1to2", "r_at_1", "r_at_5")})
+            out["unseen_actors"] = len(names)
     return out
 
 
@@ -163,7 +184,10 @@ def main(args) -> dict:
     students = Students(StudentsConfig(in_dim=cpc.dim, id_dim=targets["nu_star"].shape[1],
                                        emo_dim=targets["mu_star"].shape[1], pool=args.pool,
                                        emo_level=args.emo_level, emo_input=args.emo_input,
-                                       emo_speakers=len(gallery.ids) if args.emo_speakers else 0))
+                                       emo_speakers=len(gallery.ids) if args.emo_speakers else 0,
+                                       id_head=args.id_head))
+    if args.id_head == "linear" and args.finetune_cpc:
+        raise SystemExit("--id-head linear is fitted on fixed ω: it does not go with --finetune-cpc")
     train_ids = data.split("train")
     # the true actor of each training clip, as weights over the gallery (whose average S_emo input is taken off)
     speaker = torch.zeros(len(data.clips), len(gallery.ids))
@@ -194,6 +218,12 @@ def main(args) -> dict:
                 feats.append(list(encode_all(cpc, students, data, train_ids, max_samples, acc.device,
                                              transform=lambda a: augment(a, rng, args.augment))))
                 rows += list(train_ids)
+        head = {}
+        if args.id_head == "linear":  # S_id in closed form, once, before the loop (which then trains S_emo only)
+            head = fit_linear_id(students, torch.cat([f[0] for f in feats]).numpy(), targets["nu_star"][rows],
+                                 [data.clips[i]["actor"] for i in rows])
+            students.s_id.requires_grad_(False)
+            acc.print(f"S_id fitted in closed form: {head}")
         ds = torch.utils.data.TensorDataset(*(torch.cat([f[j] for f in feats]) for j in range(2)),
                                             torch.from_numpy(targets["nu_star"][rows]),
                                             torch.from_numpy(targets["mu_star"][rows]), speaker[rows])
@@ -238,7 +268,8 @@ def main(args) -> dict:
     gallery.with_voice(data, nu_train, train_ids)  # where identity recall maps a voice (the pipeline's default)
     if args.emo_speakers:  # at inference S_emo finds the speaker by ν among the same voices
         u_students.set_speakers(keys=torch.from_numpy(gallery.voice))
-    metrics = {**report(u_cpc, u_students, data, gallery, max_samples, acc.device), "steps": step,
+    metrics = {**report(u_cpc, u_students, data, gallery, max_samples, acc.device, targets),
+               **({} if args.finetune_cpc else head), "steps": step,
                "final_loss": round(float(terms["total"].item()), 5) if terms else None}
     acc.print(json.dumps(metrics))
     run.log({f"eval/{k}": v for k, v in metrics.items()}, step)
