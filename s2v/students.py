@@ -223,21 +223,20 @@ def fit_linear_id(students: Students, omega, nu_star, actors, lambdas=RIDGE_LAMB
     x, y = np.asarray(omega, np.float64), np.asarray(nu_star, np.float64)
     actors = np.asarray(actors)
     names = np.array(sorted(set(actors.tolist()), key=str))
-    if len(names) < 2 * folds:
-        folds = max(len(names) // 2, 1)
-    group = {a: k % folds for k, a in enumerate(np.random.default_rng(0).permutation(names))}
+    folds = min(folds, len(names) // 2)  # each held-out group needs two actors; fewer than four: no choice
+    group = {a: k % max(folds, 1) for k, a in enumerate(np.random.default_rng(0).permutation(names))}
     fold = np.array([group[a] for a in actors])
     scores = {}
     for lam in lambdas:
         s = []
-        for f in range(folds) if folds > 1 else ():
+        for f in range(folds if folds > 1 else 0):
             tr, te = fold != f, fold == f
             w, b = ridge_affine(x[tr], y[tr], lam)
             held = sorted(set(actors[te].tolist()), key=str)
             cand = np.stack([y[te][actors[te] == a].mean(0) for a in held])
             s.append(match_scores(x[te] @ w + b, np.array([held.index(a) for a in actors[te]]), cand)["match_1to2"])
         scores[lam] = float(np.mean(s)) if s else 0.0
-    lam = max(lambdas, key=lambda k: (scores[k], k))  # ties: the stronger penalty
+    lam = max(lambdas, key=lambda k: (scores[k], k))  # ties (and no choice): the strongest penalty
     w, b = ridge_affine(x, y, lam)
     with torch.no_grad():
         students.s_id.weight.copy_(torch.from_numpy(w.T.astype(np.float32)))

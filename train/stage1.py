@@ -29,7 +29,8 @@ from s2v.labels import EMOTIONS  # noqa: E402
 from s2v.cpc import CPC  # noqa: E402
 from s2v.data import Prepared  # noqa: E402
 from s2v.gallery import Gallery  # noqa: E402
-from s2v.students import Students, StudentsConfig, cpc_lengths, fit_linear_id, stage1_loss  # noqa: E402
+from s2v.students import (ID_HEADS, POOLS, Students, StudentsConfig, cpc_lengths, fit_linear_id,  # noqa: E402
+                          stage1_loss)
 from s2v.targets import ensure_targets  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 
@@ -39,14 +40,15 @@ def parse_args(argv=None):
     add_common_args(p, max_steps=3000, batch_size=64, lr=1e-3, checkpointing_steps=1000)
     p.add_argument("--cpc", required=True, help="a CPC folder (train/cpc.py output)")
     p.add_argument("--teachers", required=True, help="the teachers folder (train/teachers.py output)")
-    p.add_argument("--pool", default="last", choices=("last", "mean", "stats"),
-                   help="ω = c_T (paper), the mean of c_t over t, or its mean and standard deviation (beyond the paper)")
+    p.add_argument("--pool", default="last", choices=POOLS,
+                   help="ω = c_T (paper), the mean of c_t over t, or its mean and standard deviation (beyond the "
+                        "paper)")
     p.add_argument("--distill", default="as-written", choices=("as-written", "teacher-weighted"),
                    help="eq. 3 as the paper writes it, or with the arguments swapped (soft-target cross-entropy)")
     p.add_argument("--id-target", default="softmax", choices=("softmax", "embedding"),
                    help="what S_id distils: eq. 3's softmax of ν* (paper), or the direction of ν* itself (cosine; "
                         "beyond the paper: every unit of the face embedding counts)")
-    p.add_argument("--id-head", default="mlp", choices=("mlp", "linear"),
+    p.add_argument("--id-head", default="mlp", choices=ID_HEADS,
                    help="S_id: the MLP trained by eq. 3 (paper), or, beyond the paper, one linear map of ω fitted in "
                         "closed form (ridge regression of ν*, the penalty chosen on seen actors held out whole); "
                         "--id-target then does not apply")
