@@ -167,8 +167,7 @@ def report(cpc, students, data: Prepared, gallery: Gallery, max_samples: int, de
         if targets is not None and len(names) >= 2:
             from s2v.openset import match_scores
 
-            stills = np.stack([targets["nu_star"][[i for i, a in zip(unseen, actors) if a == n]].mean(0)
-                               for n in names])
+            stills = np.stack([targets["nu_star"][np.array(unseen)[actors == n]].mean(0) for n in names])
             scores = match_scores(nu, np.array([names.index(a) for a in actors]), stills)
             out.update({f"nu_{k}_unseen": round(float(scores[k]), 4) for k in ("match_1to2", "r_at_1", "r_at_5")})
             out["unseen_actors"] = len(names)
@@ -201,6 +200,7 @@ def main(args) -> dict:
     else:
         cpc.eval().requires_grad_(False)
     opt = torch.optim.AdamW(groups, weight_decay=1e-4)
+    head = {}  # with --id-head linear: the closed-form fit's penalty and its held-out matching
     encoded = encode_all(cpc.to(acc.device), students, data, train_ids, max_samples, acc.device)
     if args.emo_speakers:  # each actor's average S_emo input (with --finetune-cpc: of the CPC as it starts)
         students.set_speakers(bases=speaker_bases(gallery, data, train_ids, encoded[1]))
@@ -220,7 +220,6 @@ def main(args) -> dict:
                 feats.append(list(encode_all(cpc, students, data, train_ids, max_samples, acc.device,
                                              transform=lambda a: augment(a, rng, args.augment))))
                 rows += list(train_ids)
-        head = {}
         if args.id_head == "linear":  # S_id in closed form, once, before the loop (which then trains S_emo only)
             head = fit_linear_id(students, torch.cat([f[0] for f in feats]).numpy(), targets["nu_star"][rows],
                                  [data.clips[i]["actor"] for i in rows])
@@ -271,7 +270,7 @@ def main(args) -> dict:
     if args.emo_speakers:  # at inference S_emo finds the speaker by ν among the same voices
         u_students.set_speakers(keys=torch.from_numpy(gallery.voice))
     metrics = {**report(u_cpc, u_students, data, gallery, max_samples, acc.device, targets),
-               **({} if args.finetune_cpc else head), "steps": step,
+               **head, "steps": step,
                "final_loss": round(float(terms["total"].item()), 5) if terms else None}
     acc.print(json.dumps(metrics))
     run.log({f"eval/{k}": v for k, v in metrics.items()}, step)
