@@ -81,6 +81,10 @@ class StudentsConfig:
     # beyond the paper: "linear" = S_id is one linear map of ω fitted in closed form (`fit_linear_id`: ridge
     # regression of ν*, its penalty chosen on seen actors held out whole), not the MLP trained by eq. 3
     id_head: str = "mlp"
+    # beyond the paper: ω also holds the posteriors of an accent head over c_t (`s2v.accent`, trained on a voice
+    # pool and frozen here), one per accent named; () = none
+    accents: tuple[str, ...] = ()
+    accent_hidden: int = 128
 
     def __post_init__(self):
         if self.pool not in POOLS:
@@ -95,7 +99,7 @@ class StudentsConfig:
     @property
     def omega_dim(self) -> int:
         """Size of ω (`Students.omega`): what S_id reads."""
-        return self.in_dim * (2 if self.pool == "stats" else 1)
+        return self.in_dim * (2 if self.pool == "stats" else 1) + len(self.accents)
 
     @property
     def emo_features(self) -> int:
@@ -125,6 +129,11 @@ class Students(Pretrained):
         self.emo_norm = (nn.BatchNorm1d(d, affine=False) if config.emo_input.startswith("prosody")
                          else nn.Identity())
         self.s_emo = _mlp(d, config.hidden, config.emo_dim, config.dropout)
+        if config.accents:
+            from .accent import AccentConfig, AccentHead
+
+            self.accent = AccentHead(AccentConfig(config.in_dim, config.accent_hidden, config.accents))
+            self.accent.requires_grad_(False).eval()
         if config.emo_speakers:
             self.register_buffer("speaker_keys", torch.zeros(config.emo_speakers, config.id_dim))
             self.register_buffer("speaker_bases", torch.zeros(config.emo_speakers, config.emo_features))
@@ -136,21 +145,30 @@ class Students(Pretrained):
         if bases is not None:
             self.speaker_bases.copy_(torch.as_tensor(bases, dtype=torch.float32))
 
+    def train(self, mode: bool = True) -> "Students":
+        super().train(mode)
+        if self.config.accents:  # frozen: its batch norms keep the voice pool's statistics
+            self.accent.eval()
+        return self
+
     def omega(self, c: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """ω from c (B, T, H): c_T (the last valid step), the mean over the valid steps, or (B, 2H) their mean
-        and standard deviation (`pool`)."""
+        and standard deviation (`pool`); then, with `accents`, the accent head's posteriors."""
         b, t, _ = c.shape
         if lengths is None:
             lengths = torch.full((b,), t, device=c.device)
         lengths = lengths.clamp(1, t)
         if self.config.pool == "last":
-            return c[torch.arange(b, device=c.device), lengths - 1]
-        mask = (torch.arange(t, device=c.device)[None] < lengths[:, None]).to(c.dtype)[..., None]
-        mean = (c * mask).sum(1) / mask.sum(1)
-        if self.config.pool == "mean":
-            return mean
-        var = ((c - mean[:, None]) ** 2 * mask).sum(1) / mask.sum(1)
-        return torch.cat([mean, var.clamp_min(0).sqrt()], 1)
+            w = c[torch.arange(b, device=c.device), lengths - 1]
+        else:
+            mask = (torch.arange(t, device=c.device)[None] < lengths[:, None]).to(c.dtype)[..., None]
+            w = (c * mask).sum(1) / mask.sum(1)
+            if self.config.pool == "stats":
+                var = ((c - w[:, None]) ** 2 * mask).sum(1) / mask.sum(1)
+                w = torch.cat([w, var.clamp_min(0).sqrt()], 1)
+        if self.config.accents:
+            w = torch.cat([w, self.accent.posteriors(c, lengths).to(w.dtype)], 1)
+        return w
 
     def emotion_input(self, c: torch.Tensor, wav: torch.Tensor, n_samples: torch.Tensor | None = None) -> torch.Tensor:
         """(B, emo_features) what S_emo reads (before speaker normalisation), from c (B, T, H) and the

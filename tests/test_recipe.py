@@ -61,6 +61,12 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     lin = [x for x in _recipe(tmp_path, "--dry-run", "--id-head", "linear").stdout.splitlines()
            if x.startswith(("[stage1]", "[stage1-aug]"))]
     assert len(lin) == 2 and all("--pool stats --id-head linear" in x for x in lin)
+    assert not any(x.startswith("[accent]") for x in dry.stdout.splitlines())  # no accent step unless asked
+    acc = _recipe(tmp_path, "--dry-run", "--id-head", "linear", "--accent").stdout.splitlines()
+    order = [x.split("]")[0][1:] for x in acc if x.startswith("[")]
+    assert order.index("cpc") < order.index("accent") < order.index("stage1")
+    assert "--cpc " + str(tmp_path / "runs" / "cpc") in next(x for x in acc if x.startswith("[accent]"))
+    assert all("--accent " + str(tmp_path / "runs" / "accent") in x for x in acc if x.startswith(("[stage1]", "[stage1-aug]")))
     assert "--resume-from-checkpoint latest" in dry.stdout
     # --profile gpu: 128 px, stage 2 in bf16 with a GPU batch; the CPU profile keeps the bundle's settings
     gpu = _recipe(tmp_path, "--dry-run", "--profile", "gpu", "--skip", "speaker,assets").stdout.splitlines()

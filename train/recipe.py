@@ -1,5 +1,5 @@
 """The whole recipe, from nothing to the bundled model: corpus -> prepare -> faces -> teachers -> CPC ->
-stage 1 (and stage1-aug) -> stage 2 -> sync expert -> held-out judges (emotion, identity and its sex and age classifiers) ->
+[accent ->] stage 1 (and stage1-aug) -> stage 2 -> sync expert -> held-out judges (emotion, identity and its sex and age classifiers) ->
 assembly of checkpoints/default (+ familiarity, speaker keys) -> evaluation -> app examples.
 
     python train/recipe.py                      # everything, resuming where it stopped
@@ -56,6 +56,8 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     s2_fast = ["--mixed-precision", "bf16"] if gpu else []
     # S_id: eq. 3's MLP on the mean of c_t (the bundle's), or one ridge map of its mean and SD (--id-head linear)
     s_id = ["--pool", "mean"] if a.id_head == "mlp" else ["--pool", "stats", "--id-head", "linear"]
+    if a.accent:  # ω also holds an accent head's posteriors (its own step, on a voice pool through the CPC)
+        s_id += ["--accent", str(r / "accent")]
     # stage 2's settings, shared by stage2-sync (its --init-generator must match them)
     stage2 = ["train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers", str(r / "teachers"),
               "--nu-source", a.nu_source, "--context", "2", "--lambda-lower", "10", "--lambda-expr", "2",
@@ -76,6 +78,9 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
          prep / "targets.npz"),
         ("cpc", [*LAUNCH, "train/cpc.py", "--data", str(prep), "--output-dir", str(r / "cpc"), "--max-steps",
                  n(1000, 4), "--batch-size", n(8, 4), *common, *resume], r / "cpc" / "metrics.json"),
+        *([("accent", [PY, "-m", "s2v.accent", "--cpc", str(r / "cpc"), "--out", str(r / "accent"), "--voices",
+                       n(1000, 10), "--clips-per-voice", n(8, 2), "--epochs", n(6, 1)], r / "accent" / "metrics.json")]
+          if a.accent else []),
         ("stage1", [*LAUNCH, "train/stage1.py", "--data", str(prep), "--cpc", str(r / "cpc"), "--teachers",
                     str(r / "teachers"), "--output-dir", str(r / "stage1"), *s_id, "--distill",
                     "teacher-weighted", "--emo-input", "prosody", "--emo-speakers", "--max-steps", n(3000, 4),
@@ -162,6 +167,9 @@ def main(argv=None) -> int:
     p.add_argument("--id-head", default="mlp", choices=("mlp", "linear"),
                    help="S_id: eq. 3's MLP on the mean of c_t (the bundle's), or one linear map of its mean and SD "
                         "fitted in closed form (train/stage1.py --pool stats --id-head linear; many identities)")
+    p.add_argument("--accent", action="store_true",
+                   help="step accent: an accent head trained on a pool of 1,000 synthetic voices (python -m s2v.accent), "
+                        "whose posteriors S_id also reads (train/stage1.py --accent; with --traits 3 --id-head linear)")
     p.add_argument("--sync-loss", type=float, default=0.5,
                    help="weight of the expert sync loss in a fine-tuning of stage 2 (step stage2-sync: from stage 2's "
                         "generator, D_sync left out; the bundle's setting; 0: no such step, the paper's D_sync alone)")

@@ -52,6 +52,10 @@ def parse_args(argv=None):
                    help="S_id: the MLP trained by eq. 3 (paper), or, beyond the paper, one linear map of ω fitted in "
                         "closed form (ridge regression of ν*, the penalty chosen on seen actors held out whole); "
                         "--id-target then does not apply")
+    p.add_argument("--accent", default=None,
+                   help="beyond the paper: an accent head (python -m s2v.accent, trained on a voice pool through this "
+                        "--cpc) whose posteriors ω also holds, frozen; for the many-identity corpus (traits 3), "
+                        "where an accent shifts the odds of a face's colouring")
     p.add_argument("--emo-level", action="store_true",
                    help="beyond the paper: S_emo also reads the input's loudness (the CPC normalises it away)")
     p.add_argument("--emo-input", default="omega", choices=("omega", "prosody", "prosody-rel"),
@@ -182,19 +186,31 @@ def main(args) -> dict:
     max_samples = int(args.max_seconds * SAMPLE_RATE)
     cpc = CPC.from_pretrained(args.cpc)
     gallery = Gallery.build(data, targets)
+    accent = None
+    if args.accent:
+        from s2v.accent import AccentHead
+
+        accent = AccentHead.from_pretrained(args.accent)
+        if accent.config.in_dim != cpc.dim:
+            raise SystemExit(f"--accent reads c_t of size {accent.config.in_dim}, this --cpc gives {cpc.dim}")
     students = Students(StudentsConfig(in_dim=cpc.dim, id_dim=targets["nu_star"].shape[1],
                                        emo_dim=targets["mu_star"].shape[1], pool=args.pool,
                                        emo_level=args.emo_level, emo_input=args.emo_input,
                                        emo_speakers=len(gallery.ids) if args.emo_speakers else 0,
-                                       id_head=args.id_head))
-    if args.id_head == "linear" and args.finetune_cpc:
-        raise SystemExit("--id-head linear is fitted on fixed ω: it does not go with --finetune-cpc")
+                                       id_head=args.id_head,
+                                       accents=accent.config.accents if accent else (),
+                                       accent_hidden=accent.config.hidden if accent else 128))
+    if accent is not None:
+        students.accent.load_state_dict(accent.state_dict())
+    for flag, name in ((args.id_head == "linear", "--id-head linear is fitted"), (accent, "--accent reads")):
+        if flag and args.finetune_cpc:
+            raise SystemExit(f"{name} on fixed c_t: it does not go with --finetune-cpc")
     train_ids = data.split("train")
     # the true actor of each training clip, as weights over the gallery (whose average S_emo input is taken off)
     speaker = torch.zeros(len(data.clips), len(gallery.ids))
     for i in train_ids:
         speaker[i, gallery.ids.index(data.clips[i]["actor"])] = 1.0
-    groups = [{"params": students.parameters(), "lr": args.learning_rate}]
+    groups = [{"params": [q for q in students.parameters() if q.requires_grad], "lr": args.learning_rate}]
     if args.finetune_cpc:
         groups.append({"params": cpc.parameters(), "lr": args.cpc_learning_rate})
     else:
