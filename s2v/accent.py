@@ -1,4 +1,5 @@
-"""Which accent a voice speaks, read from the CPC's c_t: an input of S_id beyond the paper.
+"""Which accent a voice speaks (and, if asked, its sex and age group), read from the CPC's c_t: an input of S_id
+beyond the paper.
 
 On the many-identity corpus (`s2v.corpus make --traits 3`) where an actor grew up sets its accent and shifts the
 odds of its colouring, as ancestry and place go together in real populations. The identity student needs that
@@ -6,15 +7,17 @@ accent from one clip, and c_t's mean and SD hold it badly: a ridge probe reads i
 actors' clips, so the student's ν lands on the wrong colouring. Accent is a phonetic property (which vowel a
 word gets, a flap, a dropped /h/), spread over a few phones of a sentence, so this head reads the frame sequence:
 a small TDNN (x-vector style: dilated Conv1d over c_t normalised per clip, then the mean and SD over time) that
-ends in one logit per accent.
+ends in one logit per accent (`traits`: also one per sex and per age group, each trait its own softmax).
 
 It learns from a *voice pool*: actors drawn like the corpus' own (another seed, so none of them is a corpus
 actor) who only speak — audio needs no face, and a few thousand voices cost minutes — each labelled with its
-accent, as a real accent-identification set is labelled with where its speakers grew up. With the head in
-`Students` (`StudentsConfig.accents`) ω gains the head's posteriors and the closed-form S_id maps them too.
+accent, as a real accent-identification set is labelled with where its speakers grew up (Common Voice's
+speakers give their accent, sex and age). With the head in `Students` (`StudentsConfig.accents`) ω gains the
+head's posteriors and the closed-form S_id maps them too.
 
     python -m s2v.accent --cpc checkpoints/default/stage1/cpc --out runs/accent          # 1,000 voices
     python -m s2v.accent --cpc ... --out ... --corpus data/crema-t3     # also: accuracy on a corpus' actors
+    python -m s2v.accent --cpc ... --out ... --traits accent,sex,age_group
 """
 from __future__ import annotations
 
@@ -31,9 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .corpus.actors import ACCENTS
+from .labels import AGE_GROUPS
 from .modeling import Pretrained
 
 POOL_SEED = 101  # the voice pool's actors: a seed that no documented corpus or face pool uses
+
+
+TRAITS = ("accent", "sex", "age_group")
+SEXES = ("Female", "Male")
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,25 @@ class AccentConfig:
     in_dim: int = 256  # c_t size
     hidden: int = 128
     accents: tuple[str, ...] = ACCENTS
+    traits: tuple[str, ...] = ("accent",)  # what the head names, each with a softmax of its own (TRAITS)
+
+    def __post_init__(self):
+        if not self.traits or any(t not in TRAITS for t in self.traits):
+            raise ValueError(f"traits must be some of {TRAITS}, got {self.traits}")
+
+    def classes(self, trait: str) -> tuple[str, ...]:
+        return {"accent": self.accents, "sex": SEXES, "age_group": AGE_GROUPS}[trait]
+
+    @property
+    def outputs(self) -> int:
+        """Logits (and posteriors) in all: one per class of each trait."""
+        return sum(len(self.classes(t)) for t in self.traits)
+
+
+def trait_labels(actor: dict, config: AccentConfig) -> tuple[int, ...]:
+    """An actor's class index for each of the head's traits, from its actors.json entry (`Actor.to_json`)."""
+    value = {"accent": actor["voice"]["language"], "sex": actor["sex"], "age_group": actor["age_group"]}
+    return tuple(config.classes(t).index(value[t]) for t in config.traits)
 
 
 def _masked_stats(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +79,8 @@ def _masked_stats(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 class AccentHead(Pretrained):
-    """`forward(c, lengths)` -> (B, len(accents)) logits from c (B, T, in_dim); `posteriors` their softmax."""
+    """`forward(c, lengths)` -> (B, outputs) logits from c (B, T, in_dim), the traits' one after another;
+    `posteriors` each trait's softmax, side by side."""
 
     config_class = AccentConfig
     model_type = "s2v-accent"
@@ -67,7 +95,7 @@ class AccentHead(Pretrained):
 
         self.frames = nn.Sequential(layer(config.in_dim, h, 5, 1), layer(h, h, 3, 2), layer(h, h, 3, 3),
                                     layer(h, h, 1, 1), layer(h, 2 * h, 1, 1))
-        self.out = nn.Sequential(nn.Linear(4 * h, h), nn.ReLU(), nn.BatchNorm1d(h), nn.Linear(h, len(config.accents)))
+        self.out = nn.Sequential(nn.Linear(4 * h, h), nn.ReLU(), nn.BatchNorm1d(h), nn.Linear(h, config.outputs))
 
     def forward(self, c: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         b, t, _ = c.shape
@@ -80,8 +108,16 @@ class AccentHead(Pretrained):
             x = layer(x) * mask
         return self.out(torch.cat(_masked_stats(x, mask), 1))
 
+    def split(self, logits: torch.Tensor) -> list[torch.Tensor]:
+        """The logits of each trait, in `traits` order."""
+        return list(logits.split([len(self.config.classes(t)) for t in self.config.traits], -1))
+
     def posteriors(self, c: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        return F.softmax(self(c, lengths).float(), -1)
+        return torch.cat([F.softmax(x.float(), -1) for x in self.split(self(c, lengths))], -1)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy (label smoothing 0.1) summed over the traits; labels (B, len(traits))."""
+        return sum(F.cross_entropy(x, labels[:, k], label_smoothing=0.1) for k, x in enumerate(self.split(logits)))
 
 
 def _speech(spec):
@@ -92,7 +128,7 @@ def _speech(spec):
 
 def voice_pool(voices: int, seed: int = POOL_SEED, per_actor: int = 8, workers: int = 2, progress: bool = True):
     """Audio-only actors drawn as the many-identity corpus draws them (traits 3), `per_actor` clips each (the
-    emotions taking turns, as in the corpus): a list of (audio, accent index, actor id), one per clip."""
+    emotions taking turns, as in the corpus): a list of (audio, the actor's actors.json entry), one per clip."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -103,8 +139,10 @@ def voice_pool(voices: int, seed: int = POOL_SEED, per_actor: int = 8, workers: 
     from .labels import EMOTIONS
 
     specs = clip_specs(make_actors(voices, 0, seed, traits=3), list(SENTENCES), list(EMOTIONS), seed, per_actor)
+    entry = {}
+
     def rows(done):
-        return [(audio, ACCENTS.index(spec.actor.voice.language), spec.actor.id) for spec, audio in
+        return [(audio, entry.setdefault(spec.actor.id, spec.actor.to_json())) for spec, audio in
                 tqdm(zip(specs, done), total=len(specs), desc="voice pool", unit="clip", disable=not progress)]
 
     if workers <= 1:
@@ -133,7 +171,7 @@ def _batch(cs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def predict(head: AccentHead, cs: list[torch.Tensor], device="cpu", batch: int = 128) -> np.ndarray:
-    """(N, A) posteriors of clips given as c_t sequences."""
+    """(N, outputs) posteriors of clips given as c_t sequences."""
     head.eval()
     out = []
     for s in range(0, len(cs), batch):
@@ -142,17 +180,24 @@ def predict(head: AccentHead, cs: list[torch.Tensor], device="cpu", batch: int =
     return torch.cat(out).numpy()
 
 
+def accuracy(head: AccentHead, posteriors: np.ndarray, labels: np.ndarray) -> dict:
+    """{trait: share of clips whose top class is right} from `predict`'s posteriors and labels (N, traits)."""
+    parts = head.split(torch.from_numpy(posteriors))
+    return {t: round(float(np.mean(x.argmax(1).numpy() == labels[:, k])), 4)
+            for k, (t, x) in enumerate(zip(head.config.traits, parts))}
+
+
 def train_head(cs: list[torch.Tensor], labels: np.ndarray, config: AccentConfig, epochs: int = 4,
                batch_size: int = 64, lr: float = 2e-3, seed: int = 0, device="cpu", progress: bool = True,
                on_epoch=None) -> AccentHead:
-    """Train an AccentHead on clips (c_t sequences) and their accent indices: AdamW, one-cycle schedule, label
-    smoothing 0.1. `on_epoch(epoch, head)` is called after each epoch (e.g. to print a validation figure)."""
+    """Train an AccentHead on clips (c_t sequences) and their class indices (N, len(traits)), or (N,) for one
+    trait: AdamW, one-cycle schedule, `AccentHead.loss`. `on_epoch(epoch, head)` is called after each epoch."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     head = AccentHead(config).to(device)
-    y = torch.as_tensor(labels, dtype=torch.long)
+    y = torch.as_tensor(np.asarray(labels).reshape(len(cs), -1), dtype=torch.long)
     per_epoch = max(len(cs) // batch_size, 1)
     opt = torch.optim.AdamW(head.parameters(), lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * per_epoch)
@@ -163,7 +208,7 @@ def train_head(cs: list[torch.Tensor], labels: np.ndarray, config: AccentConfig,
         for s in range(per_epoch):
             idx = order[s * batch_size:(s + 1) * batch_size]
             c, lengths = _batch([cs[i] for i in idx])
-            loss = F.cross_entropy(head(c.to(device), lengths.to(device)), y[idx].to(device), label_smoothing=0.1)
+            loss = head.loss(head(c.to(device), lengths.to(device)), y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -177,7 +222,8 @@ def train_head(cs: list[torch.Tensor], labels: np.ndarray, config: AccentConfig,
 
 
 def corpus_accuracy(head: AccentHead, cpc, corpus: str | Path, device="cpu", progress: bool = True) -> dict:
-    """Accent accuracy on a corpus' clips (AudioWAV and actors.json), per split, with chance."""
+    """Each trait's accuracy on a corpus' clips (AudioWAV and actors.json), per split, with chance (the commonest
+    class's share)."""
     from tqdm.auto import tqdm
 
     from .audio import load_audio
@@ -187,12 +233,15 @@ def corpus_accuracy(head: AccentHead, cpc, corpus: str | Path, device="cpu", pro
     wavs = sorted((Path(corpus) / "AudioWAV").glob("*.wav"))
     cs = [encode(cpc, load_audio(w), device) for w in tqdm(wavs, desc="corpus c_t", disable=not progress)]
     who = [actors[w.stem.split("_")[0]] for w in wavs]
-    pred = predict(head, cs, device).argmax(1)
-    truth = np.array([ACCENTS.index(a["voice"]["language"]) for a in who])
+    post = predict(head, cs, device)
+    truth = np.array([trait_labels(a, head.config) for a in who])
     split = np.array([a["split"] for a in who])
-    out = {f"accent_{s}": round(float(np.mean(pred[split == s] == truth[split == s])), 4)
-           for s in ("seen", "unseen") if (split == s).any()}
-    out["accent_chance"] = round(float(np.bincount(truth).max() / len(truth)), 4)  # the commonest accent
+    out = {}
+    for s in ("seen", "unseen"):
+        if (split == s).any():
+            out.update({f"{t}_{s}": v for t, v in accuracy(head, post[split == s], truth[split == s]).items()})
+    for k, t in enumerate(head.config.traits):
+        out[f"{t}_chance"] = round(float(np.bincount(truth[:, k]).max() / len(truth)), 4)
     return out
 
 
@@ -200,6 +249,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cpc", required=True, help="the CPC folder whose c_t the head reads (stage 1's)")
     p.add_argument("--out", required=True, help="where the head is written (config.json, model.safetensors)")
+    p.add_argument("--traits", default="accent", help=f"what the head names, comma-separated, of {','.join(TRAITS)}")
     p.add_argument("--voices", type=int, default=1000, help="actors in the voice pool (10 %% held out)")
     p.add_argument("--clips-per-voice", type=int, default=8)
     p.add_argument("--seed", type=int, default=POOL_SEED, help="the voice pool's seed (not a corpus')")
@@ -212,37 +262,45 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.voices < 10:
         raise SystemExit("--voices must be at least 10 (a tenth is held out)")
+    try:
+        config = AccentConfig(hidden=a.hidden, traits=tuple(t.strip() for t in a.traits.split(",") if t.strip()))
+    except ValueError as e:
+        raise SystemExit(f"--traits: {e}")
+
+    from tqdm.auto import tqdm
 
     from .cpc import CPC
 
     t0 = time.time()
     cpc = CPC.from_pretrained(a.cpc).eval().to(a.device)
-    from tqdm.auto import tqdm
-
+    config = AccentConfig(cpc.dim, config.hidden, config.accents, config.traits)
     pool = voice_pool(a.voices, a.seed, a.clips_per_voice, a.workers)  # synthesis first, then the CPC alone
-    cs = [encode(cpc, audio, a.device) for audio, _, _ in tqdm(pool, desc="voice pool c_t", unit="clip")]
-    labels, actor = np.array([p[1] for p in pool]), np.array([p[2] for p in pool])
+    cs = [encode(cpc, audio, a.device) for audio, _ in tqdm(pool, desc="voice pool c_t", unit="clip")]
+    labels = np.array([trait_labels(actor, config) for _, actor in pool])
+    actor = np.array([actor["id"] for _, actor in pool])
     del pool
     held = np.isin(actor, np.unique(actor)[:: 10])  # every tenth voice, whole
     tr, te = np.flatnonzero(~held), np.flatnonzero(held)
     val = {}
 
     def on_epoch(epoch: int, head: AccentHead) -> None:
-        pred = predict(head, [cs[i] for i in te], a.device).argmax(1)
-        val["accent_heldout_voices"] = round(float(np.mean(pred == labels[te])), 4)
-        print(f"epoch {epoch + 1}: held-out voices' accent {val['accent_heldout_voices']}", flush=True)
+        acc = accuracy(head, predict(head, [cs[i] for i in te], a.device), labels[te])
+        val.update({f"{t}_heldout_voices": v for t, v in acc.items()})
+        print(f"epoch {epoch + 1}: held-out voices: {acc}", flush=True)
 
-    head = train_head([cs[i] for i in tr], labels[tr], AccentConfig(cpc.dim, a.hidden), a.epochs, a.batch_size,
-                      device=a.device, on_epoch=on_epoch)
-    metrics = {"voices": a.voices, "clips": len(cs), "seed": a.seed, **val,
-               "accent_chance": round(float(np.bincount(labels).max() / len(labels)), 4)}
+    head = train_head([cs[i] for i in tr], labels[tr], config, a.epochs, a.batch_size, device=a.device,
+                      on_epoch=on_epoch)
+    metrics = {"voices": a.voices, "clips": len(cs), "seed": a.seed, "traits": list(config.traits), **val,
+               **{f"{t}_chance": round(float(np.bincount(labels[:, k]).max() / len(labels)), 4)
+                  for k, t in enumerate(config.traits)}}
     if a.corpus:
         metrics.update({f"corpus_{k}": v for k, v in corpus_accuracy(head, cpc, a.corpus, a.device).items()})
     metrics["seconds"] = round(time.time() - t0, 1)
     head.cpu().save_pretrained(a.out, extra={"cpc": str(a.cpc), **metrics}, card=(
         "# s2v accent head\n\nA TDNN over the CPC's c_t (normalised per clip; mean and SD over time) that names "
-        f"which of {len(ACCENTS)} eSpeak NG accents a voice speaks; trained on a pool of {a.voices} synthetic "
-        f"voices (seed {a.seed}, audio only) through the CPC in `{a.cpc}`.\n\n```\n{json.dumps(metrics, indent=1)}\n```\n"))
+        f"a voice's {', '.join(config.traits)} ({len(ACCENTS)} eSpeak NG accents); trained on a pool of {a.voices} "
+        f"synthetic voices (seed {a.seed}, audio only) through the CPC in `{a.cpc}`.\n\n"
+        f"```\n{json.dumps(metrics, indent=1)}\n```\n"))
     (Path(a.out) / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(json.dumps(metrics))
     return 0

@@ -82,9 +82,10 @@ class StudentsConfig:
     # regression of ν*, its penalty chosen on seen actors held out whole), not the MLP trained by eq. 3
     id_head: str = "mlp"
     # beyond the paper: ω also holds the posteriors of an accent head over c_t (`s2v.accent`, trained on a voice
-    # pool and frozen here), one per accent named; () = none
+    # pool and frozen here) for the accents named (() = no head), and of the other traits it names (sex, age group)
     accents: tuple[str, ...] = ()
     accent_hidden: int = 128
+    accent_traits: tuple[str, ...] = ("accent",)
 
     def __post_init__(self):
         if self.pool not in POOLS:
@@ -99,7 +100,13 @@ class StudentsConfig:
     @property
     def omega_dim(self) -> int:
         """Size of ω (`Students.omega`): what S_id reads."""
-        return self.in_dim * (2 if self.pool == "stats" else 1) + len(self.accents)
+        return self.in_dim * (2 if self.pool == "stats" else 1) + (self.accent_config().outputs if self.accents else 0)
+
+    def accent_config(self):
+        """The accent head's config (`s2v.accent`), for students with `accents`."""
+        from .accent import AccentConfig
+
+        return AccentConfig(self.in_dim, self.accent_hidden, self.accents, self.accent_traits)
 
     @property
     def emo_features(self) -> int:
@@ -130,9 +137,9 @@ class Students(Pretrained):
                          else nn.Identity())
         self.s_emo = _mlp(d, config.hidden, config.emo_dim, config.dropout)
         if config.accents:
-            from .accent import AccentConfig, AccentHead
+            from .accent import AccentHead
 
-            self.accent = AccentHead(AccentConfig(config.in_dim, config.accent_hidden, config.accents))
+            self.accent = AccentHead(config.accent_config())
             self.accent.requires_grad_(False).eval()
         if config.emo_speakers:
             self.register_buffer("speaker_keys", torch.zeros(config.emo_speakers, config.id_dim))

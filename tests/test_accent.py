@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from s2v.accent import AccentConfig, AccentHead, predict, train_head, voice_pool
+from s2v.accent import AccentConfig, AccentHead, accuracy, predict, train_head, trait_labels, voice_pool
 from s2v.corpus.actors import ACCENTS, make_actors
 from s2v.students import Students, StudentsConfig
 
@@ -19,13 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def _clips(n: int, accents: int, rng: np.random.Generator, dim: int = 8) -> tuple[list[torch.Tensor], np.ndarray]:
     """Clips whose accent is *when* a pattern comes, not how loud or bright a clip is: each clip is noise with its
     own offset and scale per channel (a speaker's colour, which the head's per-clip normalisation takes off), and
-    at a few random places channel 0 then channel 1 (accent 0: a step apart, accent 1: three steps, ...)."""
-    cs, labels = [], rng.integers(accents, size=n)
-    for y in labels:
+    at a few random places channel 0 then channel 1 (accent 0: a step apart, accent 1: three steps, ...). A second
+    label (n, 2)[:, 1] is whether channel 2 echoes channel 0's spikes."""
+    cs, labels = [], np.stack([rng.integers(accents, size=n), rng.integers(2, size=n)], 1)
+    for y, echo in labels:
         t = int(rng.integers(60, 100))
         c = rng.normal(0, 0.3, (t, dim))
         for s in rng.choice(t - 10, 4, replace=False):
             c[s, 0] += 3.0
+            c[s, 2] += 3.0 * echo
             c[s + 1 + 2 * int(y), 1] += 3.0
         cs.append(torch.from_numpy((c * rng.uniform(0.5, 2, dim) + rng.normal(0, 2, dim)).astype(np.float32)))
     return cs, labels
@@ -34,9 +36,11 @@ def _clips(n: int, accents: int, rng: np.random.Generator, dim: int = 8) -> tupl
 def test_accent_head_learns_a_temporal_pattern_and_ignores_padding():
     rng = np.random.default_rng(0)
     cfg = AccentConfig(in_dim=8, hidden=16, accents=("a", "b", "c"))
-    cs, y = _clips(300, 3, rng)
+    cs, labels = _clips(300, 3, rng)
+    y = labels[:, 0]
     head = train_head(cs, y, cfg, epochs=12, batch_size=32, lr=5e-3, progress=False)
-    test, ty = _clips(90, 3, rng)
+    test, tl = _clips(90, 3, rng)
+    ty = tl[:, 0]
     p = predict(head, test)
     assert p.shape == (90, 3) and np.allclose(p.sum(1), 1, atol=1e-5)
     assert (p.argmax(1) == ty).mean() > 0.9  # three classes: chance 1/3
@@ -46,20 +50,35 @@ def test_accent_head_learns_a_temporal_pattern_and_ignores_padding():
     # a head that saw no structure does not find it: labels shuffled -> near chance on the test clips
     noise = train_head(cs, rng.permutation(y), cfg, epochs=12, batch_size=32, lr=5e-3, progress=False)
     assert (predict(noise, test).argmax(1) == ty).mean() < 0.6
+    # two traits, each its own softmax: both learnt, and the posteriors of each sum to one
+    both = AccentConfig(in_dim=8, hidden=16, accents=("a", "b", "c"), traits=("accent", "sex"))
+    assert both.outputs == 5
+    two = train_head(cs, labels, both, epochs=12, batch_size=32, lr=5e-3, progress=False)
+    p2 = predict(two, test)
+    assert p2.shape == (90, 5) and np.allclose(p2[:, :3].sum(1), 1, atol=1e-5) and np.allclose(p2[:, 3:].sum(1), 1, atol=1e-5)
+    acc = accuracy(two, p2, tl)
+    assert set(acc) == {"accent", "sex"} and min(acc.values()) > 0.9
+    with pytest.raises(ValueError):
+        AccentConfig(traits=("accent", "height"))
 
 
 def test_voice_pool_labels_each_clip_with_its_actors_accent():
     pool = voice_pool(3, seed=7, per_actor=2, workers=1, progress=False)
     actors = {a.id: a for a in make_actors(3, 0, 7, traits=3)}
-    assert len(pool) == 6 and {p[2] for p in pool} == set(actors)
-    for audio, accent, who in pool:
+    assert len(pool) == 6 and {p[1]["id"] for p in pool} == set(actors)
+    cfg = AccentConfig(traits=("accent", "sex", "age_group"))
+    for audio, entry in pool:
         assert audio.ndim == 1 and audio.size > 16000 * 0.5 and np.abs(audio).max() > 0.01
-        assert ACCENTS[accent] == actors[who].voice.language
+        a = actors[entry["id"]]
+        accent, sex, age = trait_labels(entry, cfg)
+        assert (ACCENTS[accent], ("Female", "Male")[sex], ("young", "middle", "older")[age]) == (
+            a.voice.language, a.sex, a.age_group)
 
 
 def test_students_omega_holds_the_accent_posteriors(tmp_path):
     cfg = StudentsConfig(in_dim=8, id_dim=4, pool="stats", id_head="linear", accents=("a", "b", "c"),
                          accent_hidden=16)
+    assert StudentsConfig(in_dim=8, accents=("a", "b"), accent_traits=("accent", "sex", "age_group")).omega_dim == 8 + 7
     st = Students(cfg)
     assert cfg.omega_dim == 2 * 8 + 3 and st.s_id.in_features == 19
     c, lengths = torch.randn(2, 30, 8), torch.tensor([30, 12])
@@ -85,11 +104,11 @@ def test_stage1_with_an_accent_head(tiny_prep, tmp_path):
     CPC(CPCConfig(hidden_encoder=32, hidden_ar=32, n_negatives=8)).save_pretrained(tmp_path / "cpc")
     r = subprocess.run([sys.executable, "-m", "s2v.accent", "--cpc", str(tmp_path / "cpc"), "--out",
                         str(tmp_path / "accent"), "--voices", "10", "--clips-per-voice", "2", "--epochs", "1",
-                        "--hidden", "16", "--workers", "1", "--device", "cpu"],
+                        "--hidden", "16", "--workers", "1", "--device", "cpu", "--traits", "accent,sex"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads((tmp_path / "accent" / "metrics.json").read_text())
-    assert m["clips"] == 20 and 0 <= m["accent_heldout_voices"] <= 1
+    assert m["clips"] == 20 and 0 <= m["accent_heldout_voices"] <= 1 and 0 <= m["sex_heldout_voices"] <= 1
     head = AccentHead.from_pretrained(tmp_path / "accent")
     sys.path.insert(0, str(ROOT / "train"))
     stage1 = importlib.import_module("stage1")
@@ -100,7 +119,8 @@ def test_stage1_with_an_accent_head(tiny_prep, tmp_path):
                               "linear", "--accent", str(tmp_path / "accent"), "--emo-input", "prosody"])
     stage1.main(args)
     st = Students.from_pretrained(out / "students")
-    assert st.config.accents == ACCENTS and st.s_id.in_features == 2 * 32 + len(ACCENTS)
+    assert st.config.accents == ACCENTS and st.config.accent_traits == ("accent", "sex")
+    assert st.s_id.in_features == 2 * 32 + len(ACCENTS) + 2
     for k, v in head.state_dict().items():  # the head as trained, untouched by stage 1's steps
         assert torch.equal(st.accent.state_dict()[k], v), k
     with pytest.raises(SystemExit, match="finetune-cpc"):
