@@ -25,7 +25,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +72,9 @@ def trait_labels(actor: dict, config: AccentConfig) -> tuple[int, ...]:
 
 def _masked_stats(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and SD over time of x (B, C, T) where mask (B, 1, T) is 1."""
-    n = mask.sum(2).clamp_min(1)
-    mean = (x * mask).sum(2) / n
-    var = (((x - mean[..., None]) ** 2) * mask).sum(2) / n
-    return mean, var.clamp_min(1e-8).sqrt()
+    from .students import masked_stats
+
+    return masked_stats(x, mask, 2, min_var=1e-8)
 
 
 class AccentHead(Pretrained):
@@ -138,11 +137,12 @@ def voice_pool(voices: int, seed: int = POOL_SEED, per_actor: int = 8, workers: 
     from .corpus.make import clip_specs
     from .labels import EMOTIONS
 
-    specs = clip_specs(make_actors(voices, 0, seed, traits=3), list(SENTENCES), list(EMOTIONS), seed, per_actor)
-    entry = {}
+    actors = make_actors(voices, 0, seed, traits=3)
+    entry = {a.id: a.to_json() for a in actors}
+    specs = clip_specs(actors, list(SENTENCES), list(EMOTIONS), seed, per_actor)
 
     def rows(done):
-        return [(audio, entry.setdefault(spec.actor.id, spec.actor.to_json())) for spec, audio in
+        return [(audio, entry[spec.actor.id]) for spec, audio in
                 tqdm(zip(specs, done), total=len(specs), desc="voice pool", unit="clip", disable=not progress)]
 
     if workers <= 1:
@@ -273,7 +273,7 @@ def main(argv=None) -> int:
 
     t0 = time.time()
     cpc = CPC.from_pretrained(a.cpc).eval().to(a.device)
-    config = AccentConfig(cpc.dim, config.hidden, config.accents, config.traits)
+    config = replace(config, in_dim=cpc.dim)
     pool = voice_pool(a.voices, a.seed, a.clips_per_voice, a.workers)  # synthesis first, then the CPC alone
     cs = [encode(cpc, audio, a.device) for audio, _ in tqdm(pool, desc="voice pool c_t", unit="clip")]
     labels = np.array([trait_labels(actor, config) for _, actor in pool])

@@ -169,10 +169,8 @@ class Students(Pretrained):
             w = c[torch.arange(b, device=c.device), lengths - 1]
         else:
             mask = (torch.arange(t, device=c.device)[None] < lengths[:, None]).to(c.dtype)[..., None]
-            w = (c * mask).sum(1) / mask.sum(1)
-            if self.config.pool == "stats":
-                var = ((c - w[:, None]) ** 2 * mask).sum(1) / mask.sum(1)
-                w = torch.cat([w, var.clamp_min(0).sqrt()], 1)
+            mean, sd = masked_stats(c, mask, 1)
+            w = torch.cat([mean, sd], 1) if self.config.pool == "stats" else mean
         if self.config.accents:
             w = torch.cat([w, self.accent.posteriors(c, lengths).to(w.dtype)], 1)
         return w
@@ -267,6 +265,15 @@ def fit_linear_id(students: Students, omega, nu_star, actors, lambdas=RIDGE_LAMB
         students.s_id.weight.copy_(torch.from_numpy(w.T.astype(np.float32)))
         students.s_id.bias.copy_(torch.from_numpy(b.astype(np.float32)))
     return {"id_lambda": lam, "id_cv_match_1to2": round(scores[lam], 4)}
+
+
+def masked_stats(x: torch.Tensor, mask: torch.Tensor, dim: int, min_var: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of x over `dim` where `mask` (x's shape, 1 along the other axes) is 1; the
+    variance floored at `min_var` (> 0 where the SD is trained through)."""
+    n = mask.sum(dim).clamp_min(1)
+    mean = (x * mask).sum(dim) / n
+    var = (((x - mean.unsqueeze(dim)) ** 2) * mask).sum(dim) / n
+    return mean, var.clamp_min(min_var).sqrt()
 
 
 def cpc_lengths(n_samples: torch.Tensor, frames: int) -> torch.Tensor:

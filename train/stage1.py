@@ -198,9 +198,8 @@ def main(args) -> dict:
                                        emo_level=args.emo_level, emo_input=args.emo_input,
                                        emo_speakers=len(gallery.ids) if args.emo_speakers else 0,
                                        id_head=args.id_head,
-                                       accents=accent.config.accents if accent else (),
-                                       accent_hidden=accent.config.hidden if accent else 128,
-                                       accent_traits=accent.config.traits if accent else ("accent",)))
+                                       **({"accents": accent.config.accents, "accent_hidden": accent.config.hidden,
+                                           "accent_traits": accent.config.traits} if accent else {})))
     if accent is not None:
         students.accent.load_state_dict(accent.state_dict())
     for flag, name in ((args.id_head == "linear", "--id-head linear is fitted"), (accent, "--accent reads")):
