@@ -2,6 +2,7 @@
 
     python -m s2v.bundle --stage2 runs/stage2 --teachers runs/teachers --syncnet runs/syncnet \
         --out checkpoints/default
+    python -m s2v.bundle --model checkpoints/default --emotion-from runs/stage1-pitch   # swap S_emo only
 
 Layout of the folder (each part: config.json + model.safetensors + README.md, a model card):
     generator/            F(c, ν, μ) (stage 2)
@@ -210,6 +211,44 @@ def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path 
     return index
 
 
+def swap_emotion(model_dir: str | Path, emotion_from: str | Path, out: str | Path | None = None) -> dict:
+    """An assembled model folder with S_emo from the stage-1 run `emotion_from` (trained on this model's own
+    CPC, checked weight by weight), S_id, the gallery and every other part kept: into `out` (a copy), or in
+    place when `out` is None. Records the run in model_index.json and the students' card. Returns the index."""
+    from safetensors.torch import load_file
+
+    src, e1 = Path(model_dir), Path(emotion_from)
+    out = Path(out) if out else src
+    index = _read(src / "model_index.json")
+    if not index:
+        raise FileNotFoundError(f"{src}/model_index.json not found: is {src} an assembled model folder?")
+    if not (e1 / "students" / WEIGHTS).exists() or not (e1 / "cpc" / WEIGHTS).exists():
+        raise FileNotFoundError(f"{e1} is not a finished train/stage1.py run (students/ and cpc/ expected)")
+    mine, theirs = load_file(str(src / "stage1" / "cpc" / WEIGHTS)), load_file(str(e1 / "cpc" / WEIGHTS))
+    if mine.keys() != theirs.keys() or any(not torch.equal(v.to(mine[k].dtype), mine[k]) for k, v in theirs.items()
+                                           if v.is_floating_point()):
+        raise ValueError(f"{e1} was trained on another CPC than {src}")
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp)
+    _swap_emotion_student(src / "stage1" / "students", e1 / "students", tmp / "stage1" / "students",
+                          src / "stage1" / "gallery")
+    settings = _read(e1 / "stage1.json").get("settings", {})
+    index["parts"]["emotion_student"] = _rel(e1)
+    index["stage1_metrics"] = {**index.get("stage1_metrics", {}), "emotion_from": _rel(e1),
+                               "emotion_accuracy_seen_test": _read(e1 / "metrics.json").get("emotion_accuracy_seen_test")}
+    (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
+    card = tmp / "stage1" / "students" / CARD
+    if card.exists():
+        card.write_text(card.read_text().rstrip() + f"\n\nS_emo swapped in afterwards from `{_rel(e1)}` (same CPC; "
+                        f"settings {json.dumps(settings)}); S_id kept.\n")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return index
+
+
 def add_part(model_dir: str | Path, part: str, description: str) -> None:
     """Record a part written into an assembled model folder after `bundle` (e.g. `stage1/speaker` by
     `python -m s2v.speaker`): its size in model_index.json (and the total) and its line in the card's Parts.
@@ -235,10 +274,13 @@ def add_part(model_dir: str | Path, part: str, description: str) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m s2v.bundle", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage2", required=True, help="a finished train/stage2.py run (its stage2.json names stage 1)")
+    p.add_argument("--stage2", default=None, help="a finished train/stage2.py run (its stage2.json names stage 1)")
+    p.add_argument("--model", default=None,
+                   help="instead of --stage2: an assembled model folder whose S_emo --emotion-from replaces (in place, "
+                        "or into --out when given)")
     p.add_argument("--teachers", default=None, help="train/teachers.py output (needed by the evaluation)")
     p.add_argument("--syncnet", default=None, help="train/syncnet.py output (needed for LSE-C/D)")
-    p.add_argument("--out", default="checkpoints/default")
+    p.add_argument("--out", default=None, help="the model folder to write (default: checkpoints/default, or --model)")
     p.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
     p.add_argument("--emotion-from", default=None,
                    help="a stage-1 run on the same CPC whose emotion student replaces the one stage 2 was trained with")
@@ -249,9 +291,18 @@ def main(argv=None) -> int:
                    help="how the pipeline uses a voice's ν by default: recall (onto the seen actors) or voice (decoded "
                         "as is); default: voice for a generator trained on ν* (--nu-source teacher|mix), else recall")
     a = p.parse_args(argv)
+    if (a.stage2 is None) == (a.model is None):
+        p.error("give --stage2 (assemble a model) or --model with --emotion-from (swap its S_emo)")
+    if a.model and not a.emotion_from:
+        p.error("--model needs --emotion-from")
     try:
-        index = bundle(a.stage2, a.teachers, a.syncnet, a.out, a.dtype, a.emotion_from, a.identity,
-                       a.identity_from)
+        if a.model:
+            a.out = a.out or a.model
+            index = swap_emotion(a.model, a.emotion_from, a.out)
+        else:
+            a.out = a.out or "checkpoints/default"
+            index = bundle(a.stage2, a.teachers, a.syncnet, a.out, a.dtype, a.emotion_from, a.identity,
+                           a.identity_from)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -105,14 +105,24 @@ class CPC(Pretrained):
     def dim(self) -> int:
         return self.config.hidden_ar
 
-    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, wav: torch.Tensor, n_samples: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n_samples` (B,): each row's length in a zero-padded batch; each row is then normalised over its own
+        samples and its padding stays zero, so that a clip's c_t (but for the last few frames, whose receptive
+        field reaches into the padding) is what the clip alone gets."""
         if wav.ndim != 2:
             raise ValueError(f"expected (B, samples) audio, got {tuple(wav.shape)}")
         if wav.shape[1] < CPC_HOP:
             raise ValueError(f"audio too short for one CPC frame ({wav.shape[1]} < {CPC_HOP} samples)")
         if self.config.normalize_input:
             # speech at -26 dBFS is tiny next to the conv biases: unnormalised, every z_t starts out alike
-            wav = (wav - wav.mean(1, keepdim=True)) / (wav.std(1, keepdim=True) + 1e-5)
+            if n_samples is None:
+                wav = (wav - wav.mean(1, keepdim=True)) / (wav.std(1, keepdim=True) + 1e-5)
+            else:
+                n = n_samples.to(wav.device).view(-1, 1).clamp(2, wav.shape[1])
+                valid = (torch.arange(wav.shape[1], device=wav.device)[None] < n).to(wav.dtype)
+                mean = (wav * valid).sum(1, keepdim=True) / n
+                var = ((wav - mean) ** 2 * valid).sum(1, keepdim=True) / (n - 1)  # unbiased, as torch.std
+                wav = (wav - mean) / (var.sqrt() + 1e-5) * valid
         z = self.gEncoder(wav)
         return self.gAR(z), z
 

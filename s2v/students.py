@@ -19,9 +19,10 @@ from torch import nn
 
 from .audio import CPC_HOP
 from .modeling import Pretrained
+from .pitch import N_PITCH, frame_pitch, pitch_stats
 
 LAMBDA = 0.025
-EMO_INPUTS = ("omega", "prosody", "prosody-rel")
+EMO_INPUTS = ("omega", "prosody", "prosody-rel", "prosody-pitch")
 N_PROSODY = 8  # loudness statistics of `prosody` (and of `relative_prosody`)
 VOICED_NEPERS = 3.0  # a 10 ms frame is voiced when its log RMS is within this of the clip's loudest (~26 dB)
 
@@ -71,7 +72,8 @@ class StudentsConfig:
     # beyond the paper: "omega" = S_emo reads ω (as S_id); "prosody" = the mean and std of c_t over the voiced
     # frames plus N_PROSODY loudness statistics (`prosody`), the input normalised by running statistics;
     # "prosody-rel" = the same with statistics that do not change with the input's gain, nor with silence
-    # trimmed off its ends (`relative_prosody`): the microphone's level is not the speaker's emotion
+    # trimmed off its ends (`relative_prosody`): the microphone's level is not the speaker's emotion;
+    # "prosody-pitch" = "prosody-rel" and the voice's pitch statistics (`s2v.pitch.pitch_stats`), gain-free too
     emo_input: str = "omega"
     # beyond the paper: > 0 = S_emo also reads its input minus the speaker's own average (emotion is a departure
     # from how that speaker usually sounds): the average of the emo_speakers seen actors, weighted by
@@ -112,7 +114,7 @@ class StudentsConfig:
     def emo_features(self) -> int:
         """Size of S_emo's input before speaker normalisation (`Students.emotion_input`)."""
         if self.emo_input.startswith("prosody"):
-            return 2 * self.in_dim + N_PROSODY
+            return 2 * self.in_dim + N_PROSODY + (N_PITCH if self.emo_input == "prosody-pitch" else 0)
         return self.omega_dim + int(self.emo_level)
 
 
@@ -185,14 +187,20 @@ class Students(Pretrained):
             w = self.omega(c, lengths)
             return torch.cat([w, audio_level(wav, n_samples).to(w.dtype)], 1) if self.config.emo_level else w
         level = frame_level(wav, t)
-        stats = relative_prosody if self.config.emo_input == "prosody-rel" else prosody
+        stats = prosody if self.config.emo_input == "prosody" else relative_prosody
+        with_pitch = self.config.emo_input == "prosody-pitch"
+        if with_pitch:
+            f0, aperiodicity = frame_pitch(wav, t)
         rows = []
         for j in range(b):
             n = int(lengths[j])
             cj, lj = c[j, :n].float(), level[j, :n]
             voiced = lj > lj.max() - VOICED_NEPERS
             cv = cj[voiced]
-            rows.append(torch.cat([cv.mean(0), cv.std(0, unbiased=False), stats(lj)]))
+            parts = [cv.mean(0), cv.std(0, unbiased=False), stats(lj)]
+            if with_pitch:
+                parts.append(pitch_stats(f0[j, :n], aperiodicity[j, :n], voiced).to(cj.device))
+            rows.append(torch.cat(parts))
         return torch.stack(rows).to(c.dtype)
 
     def speaker_weights(self, nu: torch.Tensor) -> torch.Tensor:

@@ -201,6 +201,50 @@ def test_bundle_takes_the_emotion_student_from_another_stage1(tiny_model, tmp_pa
         bundle(run, None, None, tmp_path / "out2", emotion_from=e1)
 
 
+def test_swap_emotion_into_an_assembled_model(tiny_model, tmp_path):
+    """`python -m s2v.bundle --model M --emotion-from RUN`: S_emo (and its input's form) from the run, S_id, the
+    gallery and the generator kept, the run recorded; a run on another CPC is refused, as is a folder that was
+    never assembled."""
+    import dataclasses
+
+    import torch
+
+    from s2v.bundle import bundle, main
+    from s2v.cpc import CPC
+    from s2v.pipeline import Speech2Video
+    from s2v.students import Students
+
+    s1 = tmp_path / "s1"
+    shutil.copytree(tiny_model / "stage1", s1)
+    (s1 / "stage1.json").write_text(json.dumps({"cpc": "runs/cpc"}))
+    model = tmp_path / "model"
+    bundle(_stage2_run(tiny_model, s1, tmp_path / "run"), None, None, model)
+    e1 = tmp_path / "e1"
+    shutil.copytree(s1, e1)
+    old = Students.from_pretrained(s1 / "students")
+    torch.manual_seed(7)
+    new = Students(dataclasses.replace(old.config, emo_input="prosody-pitch"))
+    new.save_pretrained(e1 / "students")
+    (e1 / "metrics.json").write_text(json.dumps({"emotion_accuracy_seen_test": 0.7}))
+    assert main(["--model", str(model), "--emotion-from", str(e1), "--out", str(tmp_path / "swapped")]) == 0
+    index = json.loads((tmp_path / "swapped" / "model_index.json").read_text())
+    assert index["parts"]["emotion_student"] == str(e1) and index["stage1_metrics"]["emotion_accuracy_seen_test"] == 0.7
+    got = Speech2Video.from_pretrained(tmp_path / "swapped", device="cpu").students
+    assert got.config.emo_input == "prosody-pitch"
+    for k, v in got.state_dict().items():
+        ref = (new if k.startswith(("s_emo.", "emo_norm.")) else old).state_dict()[k]
+        assert torch.allclose(v.float(), ref.half().float(), atol=1e-3), k
+    assert (tmp_path / "swapped" / "generator").exists() and "emotion_student" not in json.loads(
+        (model / "model_index.json").read_text())["parts"]  # the source folder untouched
+    assert "swapped in afterwards" in (tmp_path / "swapped" / "stage1" / "students" / "README.md").read_text()
+    torch.manual_seed(8)
+    CPC(CPC.from_pretrained(e1 / "cpc").config).save_pretrained(e1 / "cpc")  # other weights
+    assert main(["--model", str(model), "--emotion-from", str(e1), "--out", str(tmp_path / "x")]) == 2
+    assert main(["--model", str(s1), "--emotion-from", str(e1)]) == 2  # not an assembled folder
+    with pytest.raises(SystemExit):
+        main(["--model", str(model)])  # nothing to swap in
+
+
 def test_emotion_swap_keeps_dtypes_when_a_counter_comes_first(tmp_path):
     """A float32 students part whose first tensor is BatchNorm's int64 counter: the swapped S_emo stays float."""
     import dataclasses

@@ -38,6 +38,26 @@ def test_cpc_shapes_and_causality():
     assert CPC(CPCConfig(ar_mode="GRU", hidden_encoder=16, hidden_ar=16))(torch.randn(1, 3200))[0].shape == (1, 20, 16)
 
 
+def test_cpc_in_a_padded_batch_reads_each_clip_as_it_reads_it_alone():
+    """Stage 1 encodes clips in zero-padded batches, the pipeline one clip at a time: with `n_samples` each row
+    is normalised over its own samples, so its c_t (but for the last frames, whose receptive field reaches the
+    padding) is the clip's own; normalised over the padded row it is not (what stage 1 did until 2026-11-23)."""
+    torch.manual_seed(0)
+    m = CPC(CPCConfig(hidden_encoder=32, hidden_ar=24, n_negatives=8)).eval()
+    short, long = torch.randn(8000) * 0.05, torch.randn(16000) * 0.2
+    batch = torch.zeros(2, 16000)
+    batch[0, :8000], batch[1] = short, long
+    with torch.no_grad():
+        alone, _ = m(short[None])
+        c, _ = m(batch, torch.tensor([8000, 16000]))
+        old, _ = m(batch)
+        loud, _ = m(short[None] * 10)
+    assert torch.allclose(c[0, :45], alone[0, :45], atol=1e-5)  # 50 frames; the last few see the padding
+    assert torch.allclose(c[1], m(long[None])[0][0], atol=1e-5)  # a full row is as before
+    assert not torch.allclose(old[0, :45], alone[0, :45], atol=1e-3)
+    assert torch.allclose(loud, alone, atol=1e-4)  # and a gain changes nothing
+
+
 def _cpc_audio_checkpoint(hidden_enc: int, hidden_ar: int, mode: str) -> dict:
     """A CPC_audio-style checkpoint: {'weights': gEncoder.* and gAR.*, 'config': its args}."""
     w = {}

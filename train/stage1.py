@@ -29,7 +29,7 @@ from s2v.labels import EMOTIONS  # noqa: E402
 from s2v.cpc import CPC  # noqa: E402
 from s2v.data import Prepared  # noqa: E402
 from s2v.gallery import Gallery  # noqa: E402
-from s2v.students import (ID_HEADS, POOLS, Students, StudentsConfig, cpc_lengths, fit_linear_id,  # noqa: E402
+from s2v.students import (EMO_INPUTS, ID_HEADS, POOLS, Students, StudentsConfig, cpc_lengths, fit_linear_id,  # noqa: E402
                           stage1_loss)
 from s2v.targets import ensure_targets  # noqa: E402
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
@@ -58,9 +58,10 @@ def parse_args(argv=None):
                         "where an accent shifts the odds of a face's colouring")
     p.add_argument("--emo-level", action="store_true",
                    help="beyond the paper: S_emo also reads the input's loudness (the CPC normalises it away)")
-    p.add_argument("--emo-input", default="omega", choices=("omega", "prosody", "prosody-rel"),
+    p.add_argument("--emo-input", default="omega", choices=EMO_INPUTS,
                    help="beyond the paper: what S_emo reads, ω (as S_id) or the mean and std of c_t over the voiced "
-                        "frames plus loudness statistics; prosody-rel: statistics that a gain or trimmed silence does not change")
+                        "frames plus loudness statistics; prosody-rel: statistics that a gain or trimmed silence does "
+                        "not change; prosody-pitch: those and the voice's pitch statistics (s2v.pitch)")
     p.add_argument("--emo-speakers", action="store_true",
                    help="beyond the paper: S_emo also reads its input minus the speaker's average (the true actor's "
                         "in training, the seen actors nearest the voice's ν at inference)")
@@ -113,7 +114,7 @@ def encode_all(cpc: CPC, students: Students, data: Prepared, ids: list[int], max
         wav, n_samples, *_ = collate([(torch.from_numpy(tf(data.audio(i)[:max_samples])), torch.zeros(1),
                                        torch.zeros(1), i) for i in ids[s:s + batch]])
         wav = wav.to(device)
-        c, _ = cpc(wav)
+        c, _ = cpc(wav, n_samples)  # each clip normalised over its own samples, as the pipeline reads it
         omega.append(students.omega(c, cpc_lengths(n_samples.to(device), c.shape[1])).float().cpu())
         emo.append(students.emotion_input(c, wav, n_samples).float().cpu())
     return torch.cat(omega), torch.cat(emo)
@@ -258,7 +259,7 @@ def main(args) -> dict:
             wav, n_samples, nu_star, mu_star, idx = next(batches)
             who = speaker[idx].to(wav.device) if args.emo_speakers else None
             with acc.autocast():
-                c, _ = cpc(wav)
+                c, _ = cpc(wav, n_samples)
                 e = acc.unwrap_model(students).emotion_input(c, wav, n_samples)
                 nu, mu = students(c, cpc_lengths(n_samples, c.shape[1]), e=e, speaker=who)
         else:

@@ -66,6 +66,12 @@ class Expression:
         return Expression(**d)
 
 
+# Vocal effort: a voice raised with effort is not only louder but brighter (the glottal pulse sharpens, so
+# the spectrum above 1-2 kHz rises faster than the overall level), and a voice that sinks is darker. eSpeak's
+# volume is a pure gain, which a microphone's level undoes, so each clip also gets EFFORT_TILT dB more level
+# at 2 kHz and above, relative to below 500 Hz, per dB its emotion's volume lies above neutral (anger at
+# full intensity +3.5 dB -> +3.5 dB brighter; sadness -3.7 dB -> darker; `make.effort_shelf`).
+EFFORT_TILT = 1.0
 PROSODY = {
     "NEU": Prosody(0, 1.0, 1.0, 1.0),
     "HAP": Prosody(14, 1.6, 1.08, 1.15),

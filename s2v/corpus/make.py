@@ -23,7 +23,7 @@ import numpy as np
 from ..audio import FPS, SAMPLE_RATE, num_frames, resample, write_wav
 from ..video import write_video
 from ..labels import EMOTIONS
-from .actors import EXPRESSION, LEVELS, PROSODY, SENTENCES, TRAITS, Actor, make_actors
+from .actors import EFFORT_TILT, EXPRESSION, LEVELS, PROSODY, SENTENCES, TRAITS, Actor, make_actors
 from .face import FaceRenderer, Mouth, Pose
 from .motion import frame_rms, mouth_track, poses
 from .speech import synthesize
@@ -63,6 +63,17 @@ def _channel(audio: np.ndarray, voice, rng: np.random.Generator) -> np.ndarray:
     return y.astype(np.float32)
 
 
+def effort_shelf(audio: np.ndarray, db: float) -> np.ndarray:
+    """`audio` with `db` more level at 2 kHz and above than below 500 Hz (a smooth step between, on a log
+    frequency axis; zero phase): vocal effort's brightening (`actors.EFFORT_TILT`)."""
+    if not db or audio.size < 2:
+        return audio
+    f = np.fft.rfftfreq(audio.size, 1 / SAMPLE_RATE)
+    s = np.clip(np.log2(np.maximum(f, 1.0) / 500.0) / 2, 0, 1)
+    s = s * s * (3 - 2 * s)
+    return np.fft.irfft(np.fft.rfft(audio) * 10 ** (db * s / 20), audio.size).astype(np.float32)
+
+
 def synth_speech(spec: ClipSpec) -> tuple[np.ndarray, list[tuple[str, float]]]:
     """The clip's speech at 16 kHz and its phonemes (name, start s), leading silence included."""
     v = spec.actor.voice
@@ -70,17 +81,19 @@ def synth_speech(spec: ClipSpec) -> tuple[np.ndarray, list[tuple[str, float]]]:
     p = PROSODY[spec.emotion]
     rng = spec.rng(1)
     jitter = rng.normal(0, 1, 3)
+    effort = 1 + k * (p.volume - 1)  # the emotion's volume relative to the actor's neutral
     utt = synthesize(
         SENTENCES[spec.sentence], language=v.language, variant=v.variant,
         pitch=int(np.clip(v.pitch + k * p.pitch + 2 * jitter[0], 0, 99)),
         pitch_range=int(np.clip(v.range * (1 + k * (p.range - 1)) + 3 * jitter[1], 0, 99)),
         rate=int(np.clip(v.rate * (1 + k * (p.rate - 1)) * (1 + 0.03 * jitter[2]), 80, 400)),
-        volume=int(np.clip(v.volume * (1 + k * (p.volume - 1)), 10, 200)),
+        volume=int(np.clip(v.volume * effort, 10, 200)),
         wordgap=int(round(k * p.wordgap)), seed=int(rng.integers(2 ** 31)))
     audio = resample(utt.audio, utt.rate, SAMPLE_RATE)
     if p.tremolo and k:
         t = np.arange(audio.size) / SAMPLE_RATE
         audio = audio * (1 + k * p.tremolo * np.sin(2 * np.pi * rng.uniform(5, 7) * t)).astype(np.float32)
+    audio = effort_shelf(audio, EFFORT_TILT * 20 * np.log10(effort))
     lead, tail = rng.uniform(0.15, 0.35), rng.uniform(0.15, 0.35)
     audio = np.concatenate([np.zeros(int(lead * SAMPLE_RATE), np.float32), audio,
                             np.zeros(int(tail * SAMPLE_RATE), np.float32)])
@@ -179,10 +192,14 @@ def make_corpus(out: str | os.PathLike, seen: int = 300, unseen: int = 40, sente
     for sub in ("AudioWAV", "VideoFlash", "Stills"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    old = json.loads((out / "actors.json").read_text()) if (out / "actors.json").exists() else None
+    if old is not None and old.get("effort_tilt", 0.0) != EFFORT_TILT:  # resuming would mix two kinds of clip
+        raise ValueError(f"{out} was made with effort_tilt {old.get('effort_tilt', 0.0)} (this version: "
+                         f"{EFFORT_TILT}); make the corpus in a new folder")
     actors = make_actors(seen, unseen, seed, traits)
     sent = list(SENTENCES)[:sentences]
     meta = {"format": "s2v-synthetic-crema-d", "version": 1, "seed": seed, "size": size, "fps": CORPUS_FPS,
-            "sample_rate": SAMPLE_RATE, "traits": traits, "clips_per_actor": per_actor,
+            "sample_rate": SAMPLE_RATE, "traits": traits, "clips_per_actor": per_actor, "effort_tilt": EFFORT_TILT,
             "sentences": {s: SENTENCES[s] for s in sent}, "emotions": list(emotions),
             "actors": [a.to_json() for a in actors]}
     (out / "actors.json").write_text(json.dumps(meta, indent=1))
