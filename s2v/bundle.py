@@ -236,8 +236,9 @@ def swap_emotion(model_dir: str | Path, emotion_from: str | Path, out: str | Pat
                           src / "stage1" / "gallery")
     settings = _read(e1 / "stage1.json").get("settings", {})
     index["parts"]["emotion_student"] = _rel(e1)
+    accuracy = _read(e1 / "metrics.json").get("emotion_accuracy_seen_test")
     index["stage1_metrics"] = {**index.get("stage1_metrics", {}), "emotion_from": _rel(e1),
-                               "emotion_accuracy_seen_test": _read(e1 / "metrics.json").get("emotion_accuracy_seen_test")}
+                               "emotion_accuracy_seen_test": accuracy}
     (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
     card = tmp / "stage1" / "students" / CARD
     if card.exists():

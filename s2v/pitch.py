@@ -45,7 +45,8 @@ def frame_pitch(wav: torch.Tensor, frames: int, rate: int = SAMPLE_RATE) -> tupl
     cmnd = torch.cat([torch.ones_like(d[..., :1]), ratio], -1)  # silence: nothing periodic
     r = cmnd[..., lag_min:]
     below = r < THRESHOLD
-    first = torch.where(below.any(-1), below.float().argmax(-1), torch.full_like(below[..., 0], r.shape[-1], dtype=torch.long))
+    none = torch.full(below.shape[:-1], r.shape[-1], dtype=torch.long, device=x.device)
+    first = torch.where(below.any(-1), below.float().argmax(-1), none)  # the first lag under the threshold
     k = torch.arange(r.shape[-1], device=x.device)
     after = k >= first[..., None]
     run = after & below & ((~below & after).cumsum(-1) == 0)  # the stretch under the threshold from its first dip
