@@ -239,11 +239,14 @@ def swap_emotion(model_dir: str | Path, emotion_from: str | Path, out: str | Pat
     accuracy = _read(e1 / "metrics.json").get("emotion_accuracy_seen_test")
     index["stage1_metrics"] = {**index.get("stage1_metrics", {}), "emotion_from": _rel(e1),
                                "emotion_accuracy_seen_test": accuracy}
-    (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
     card = tmp / "stage1" / "students" / CARD
     if card.exists():
         card.write_text(card.read_text().rstrip() + f"\n\nS_emo swapped in afterwards from `{_rel(e1)}` (same CPC; "
                         f"settings {json.dumps(settings)}); S_id kept.\n")
+    if "bytes" in index:  # S_emo's input size may differ
+        index["bytes"]["stage1/students"] = sum(f.stat().st_size for f in (tmp / "stage1" / "students").iterdir())
+        index["total_mb"] = round(sum(index["bytes"].values()) / 2 ** 20, 2)
+    (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
