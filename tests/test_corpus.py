@@ -149,16 +149,33 @@ def test_vocal_effort_brightens_loud_emotions_and_darkens_quiet_ones():
     assert effort_shelf(x, 0.0) is x
 
 
+def test_level_spread_records_each_clip_at_a_level_of_its_own():
+    """--level-spread: a clip is the same speech at a gain drawn within ± the spread, a different one per clip."""
+    actor = make_actors(1, 0, seed=5)[0]
+    gains = []
+    for sentence in ("TIE", "DFA", "IOM", "ITH"):
+        plain = synth_speech(ClipSpec(actor, sentence, "NEU", "XX", 5))[0]
+        spread = synth_speech(ClipSpec(actor, sentence, "NEU", "XX", 5, level_spread=6.0))[0]
+        g = spread[np.abs(plain) > 1e-3] / plain[np.abs(plain) > 1e-3]
+        assert np.allclose(g, g[0], rtol=1e-4)  # one gain for the whole clip: the speech itself unchanged
+        gains.append(20 * np.log10(g[0]))
+    assert all(abs(d) <= 6.0 + 1e-3 for d in gains) and np.std(gains) > 0.5
+
+
 def test_a_corpus_made_without_vocal_effort_is_not_resumed(tmp_path, capsys):
     args = ["make", "--out", str(tmp_path), "--seen", "1", "--unseen", "0", "--sentences", "1",
             "--emotions", "NEU", "--size", "48", "--workers", "1"]
     assert corpus_main(args) == 0
     meta = json.loads((tmp_path / "actors.json").read_text())
-    assert meta["effort_tilt"] > 0
-    del meta["effort_tilt"]  # as corpora made before vocal effort were
+    tilt = meta.pop("effort_tilt")  # as corpora made before vocal effort were
+    assert tilt > 0 and meta["level_spread"] == 0
     (tmp_path / "actors.json").write_text(json.dumps(meta))
     assert corpus_main(args) == 2
     assert "effort_tilt" in capsys.readouterr().err
+    meta["effort_tilt"] = tilt
+    (tmp_path / "actors.json").write_text(json.dumps(meta))
+    assert corpus_main(args + ["--level-spread", "6"]) == 2  # nor one made at another level spread
+    assert "level_spread" in capsys.readouterr().err
 
 
 def test_voices_differ_between_actors():

@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"what a voice shares with a face: 3 sex, age, body size and region (accent and the odds of "
                         f"skin, hair and eye colour); 2 sex, age and body size; 1 sex and age only (the corpora made "
                         f"before body size, actor for actor). Default {TRAITS}")
+    m.add_argument("--level-spread", type=float, default=0.0,
+                   help="dB: each clip's recording level drawn uniformly within +- this (0: every actor recorded at "
+                        "one level, so loudness tells emotion as no microphone's level would)")
 
     f = sub.add_parser("faces", help="a labelled face pool for training the face teachers")
     f.add_argument("--out", required=True)
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
             summary = make_corpus(args.out, args.seen, args.unseen, args.sentences, args.emotions, args.seed,
                                   args.workers, args.size, per_actor=args.clips_per_actor or None,
-                                  traits=args.traits)
+                                  traits=args.traits, level_spread=args.level_spread)
         elif args.cmd == "prepare":
             from .prepare import prepare
 

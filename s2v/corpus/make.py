@@ -38,6 +38,7 @@ class ClipSpec:
     emotion: str
     level: str
     seed: int
+    level_spread: float = 0.0  # dB: the clip's recording level is drawn uniformly within ± this
 
     @property
     def stem(self) -> str:
@@ -98,6 +99,8 @@ def synth_speech(spec: ClipSpec) -> tuple[np.ndarray, list[tuple[str, float]]]:
     audio = np.concatenate([np.zeros(int(lead * SAMPLE_RATE), np.float32), audio,
                             np.zeros(int(tail * SAMPLE_RATE), np.float32)])
     audio = _channel(audio, v, rng)
+    if spec.level_spread:  # where the microphone sat and how it was set: a gain that says nothing of the speaker
+        audio = audio * np.float32(10 ** (spec.rng(3).uniform(-spec.level_spread, spec.level_spread) / 20))
     peak = np.abs(audio).max()
     if peak > 0.98:
         audio *= 0.98 / peak
@@ -151,7 +154,7 @@ def actor_lines(actor: Actor, sentences: list[str], emotions: list[str], seed: i
 
 
 def clip_specs(actors: list[Actor], sentences: list[str], emotions: list[str], seed: int,
-               per_actor: int | None = None) -> list[ClipSpec]:
+               per_actor: int | None = None, level_spread: float = 0.0) -> list[ClipSpec]:
     """One clip per actor x sentence x emotion (or `per_actor` of them, `actor_lines`). As in CREMA-D,
     IEO carries an intensity level (LO/MD/HI, one per clip here) and the other sentences are
     unspecified (XX)."""
@@ -161,7 +164,7 @@ def clip_specs(actors: list[Actor], sentences: list[str], emotions: list[str], s
             level = "XX"
             if s == "IEO" and e != "NEU":
                 level = ("LO", "MD", "HI")[np.random.default_rng([seed, a.id, EMOTIONS.index(e)]).integers(3)]
-            specs.append(ClipSpec(a, s, e, level, seed))
+            specs.append(ClipSpec(a, s, e, level, seed, level_spread))
     return specs
 
 
@@ -173,7 +176,7 @@ def _work(args) -> str:
 def make_corpus(out: str | os.PathLike, seen: int = 300, unseen: int = 40, sentences: int = 12,
                 emotions: tuple[str, ...] = EMOTIONS, seed: int = 0, workers: int | None = None,
                 size: int = 128, progress: bool = True, per_actor: int | None = 8,
-                traits: int = TRAITS) -> dict:
+                traits: int = TRAITS, level_spread: float = 0.0) -> dict:
     """Make the corpus in `out` (resumable: finished clips are kept). Returns a summary."""
     from tqdm.auto import tqdm
 
@@ -193,13 +196,15 @@ def make_corpus(out: str | os.PathLike, seen: int = 300, unseen: int = 40, sente
         (out / sub).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     old = json.loads((out / "actors.json").read_text()) if (out / "actors.json").exists() else None
-    if old is not None and old.get("effort_tilt", 0.0) != EFFORT_TILT:  # resuming would mix two kinds of clip
-        raise ValueError(f"{out} was made with effort_tilt {old.get('effort_tilt', 0.0)} (this version: "
-                         f"{EFFORT_TILT}); make the corpus in a new folder")
+    for key, now in (("effort_tilt", EFFORT_TILT), ("level_spread", level_spread)):
+        if old is not None and old.get(key, 0.0) != now:  # resuming would mix two kinds of clip
+            raise ValueError(f"{out} was made with {key} {old.get(key, 0.0)} (now: {now}); make the corpus in a "
+                             "new folder")
     actors = make_actors(seen, unseen, seed, traits)
     sent = list(SENTENCES)[:sentences]
     meta = {"format": "s2v-synthetic-crema-d", "version": 1, "seed": seed, "size": size, "fps": CORPUS_FPS,
             "sample_rate": SAMPLE_RATE, "traits": traits, "clips_per_actor": per_actor, "effort_tilt": EFFORT_TILT,
+            "level_spread": level_spread,
             "sentences": {s: SENTENCES[s] for s in sent}, "emotions": list(emotions),
             "actors": [a.to_json() for a in actors]}
     (out / "actors.json").write_text(json.dumps(meta, indent=1))
@@ -210,7 +215,7 @@ def make_corpus(out: str | os.PathLike, seen: int = 300, unseen: int = 40, sente
             w.writerow([a.id, a.age, a.sex, "Synthetic", "Synthetic"])
     for a in actors:
         cv2.imwrite(str(out / "Stills" / f"{a.id}.png"), still(a, size)[..., ::-1])
-    specs = clip_specs(actors, sent, list(emotions), seed, per_actor)
+    specs = clip_specs(actors, sent, list(emotions), seed, per_actor, level_spread)
     jobs = [(s, str(out), size) for s in specs]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(jobs), desc="clips", unit="clip", disable=not progress)
