@@ -243,14 +243,12 @@ def swap_emotion(model_dir: str | Path, emotion_from: str | Path, out: str | Pat
     if card.exists():
         card.write_text(card.read_text().rstrip() + f"\n\nS_emo swapped in afterwards from `{_rel(e1)}` (same CPC; "
                         f"settings {json.dumps(settings)}); S_id kept.\n")
-    if "bytes" in index:  # S_emo's input size may differ
-        index["bytes"]["stage1/students"] = sum(f.stat().st_size for f in (tmp / "stage1" / "students").iterdir())
-        index["total_mb"] = round(sum(index["bytes"].values()) / 2 ** 20, 2)
     (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
+    add_part(tmp, "stage1/students", f"S_id, and S_emo from `{_rel(e1)}`")  # its size follows S_emo's input
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    return index
+    return _read(out / "model_index.json")
 
 
 def add_part(model_dir: str | Path, part: str, description: str) -> None:

@@ -231,6 +231,7 @@ def test_swap_emotion_into_an_assembled_model(tiny_model, tmp_path):
     assert index["parts"]["emotion_student"] == str(e1) and index["stage1_metrics"]["emotion_accuracy_seen_test"] == 0.7
     students_bytes = sum(f.stat().st_size for f in (tmp_path / "swapped" / "stage1" / "students").iterdir())
     assert index["bytes"]["stage1/students"] == students_bytes
+    assert f"- `stage1/students` ({students_bytes / 2 ** 20:.1f} MB)" in (tmp_path / "swapped" / "README.md").read_text()
     got = Speech2Video.from_pretrained(tmp_path / "swapped", device="cpu").students
     assert got.config.emo_input == "prosody-pitch"
     for k, v in got.state_dict().items():
