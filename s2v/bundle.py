@@ -244,7 +244,9 @@ def swap_emotion(model_dir: str | Path, emotion_from: str | Path, out: str | Pat
         card.write_text(card.read_text().rstrip() + f"\n\nS_emo swapped in afterwards from `{_rel(e1)}` (same CPC; "
                         f"settings {json.dumps(settings)}); S_id kept.\n")
     (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
-    add_part(tmp, "stage1/students", f"S_id, and S_emo from `{_rel(e1)}`")  # its size follows S_emo's input
+    emo = settings.get("emo_input")
+    add_part(tmp, "stage1/students", f"S_id kept; S_emo{f' (`--emo-input {emo}`)' if emo else ''} swapped in from "
+                                     f"`{_rel(e1)}`; see its card")  # its size follows S_emo's input
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

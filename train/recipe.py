@@ -65,7 +65,8 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     return [
         ("corpus", [PY, "-m", "s2v.corpus", "make", "--out", str(corpus), "--seen", n(a.seen, 3), "--unseen",
                     n(a.unseen, 2), "--sentences", n(12, 2), "--size", n(128, 64),
-                    "--clips-per-actor", n(a.clips_per_actor, 3), "--traits", str(a.traits)],
+                    "--clips-per-actor", n(a.clips_per_actor, 3), "--traits", str(a.traits),
+                    "--level-spread", str(a.level_spread)],
          corpus / "actors.json"),
         ("prepare", [PY, "-m", "s2v.corpus", "prepare", "--dataset", "crema-d", "--root", str(corpus), "--out",
                      str(prep), "--size", str(a.size)], prep / "report.json"),
@@ -83,14 +84,14 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
           if a.accent else []),
         ("stage1", [*LAUNCH, "train/stage1.py", "--data", str(prep), "--cpc", str(r / "cpc"), "--teachers",
                     str(r / "teachers"), "--output-dir", str(r / "stage1"), *s_id, "--distill",
-                    "teacher-weighted", "--emo-input", "prosody", "--emo-speakers", "--max-steps", n(3000, 4),
+                    "teacher-weighted", "--emo-input", a.emo_input, "--emo-speakers", "--max-steps", n(3000, 4),
                     "--batch-size", n(64, 4), *common, *resume],
          r / "stage1" / "metrics.json"),
         # the same students trained on degraded copies too: the bundle's S_id (voices through a phone, a room or a
-        # codec still find their speaker); its S_emo stays stage1's (level is part of the corpus' emotions)
+        # codec still find their speaker); its S_emo stays stage1's
         ("stage1-aug", [*LAUNCH, "train/stage1.py", "--data", str(prep), "--cpc", str(r / "cpc"), "--teachers",
                         str(r / "teachers"), "--output-dir", str(r / "stage1-aug"), *s_id, "--distill",
-                        "teacher-weighted", "--emo-input", "prosody", "--emo-speakers", "--max-steps", n(3000, 4),
+                        "teacher-weighted", "--emo-input", a.emo_input, "--emo-speakers", "--max-steps", n(3000, 4),
                         "--batch-size", n(64, 4), "--augment", "0.5", "--augment-copies", n(2, 1), *common, *resume],
          r / "stage1-aug" / "metrics.json"),
         ("syncnet", [*LAUNCH, "train/syncnet.py", "--data", str(prep), "--output-dir", str(r / "syncnet"),
@@ -162,6 +163,12 @@ def main(argv=None) -> int:
     p.add_argument("--clips-per-actor", type=int, default=0, help="clips each actor speaks (0: all 72)")
     p.add_argument("--traits", type=int, default=1, choices=(1, 2, 3),
                    help="what a voice shares with a face (python -m s2v.corpus make --traits)")
+    p.add_argument("--level-spread", type=float, default=6.0,
+                   help="each clip's recording level drawn within ± this many dB (python -m s2v.corpus make "
+                        "--level-spread; 0: every actor at one level, as the corpus was made before 2026-11-23)")
+    p.add_argument("--emo-input", default="prosody-pitch", choices=("prosody", "prosody-pitch"),
+                   help="what S_emo reads (train/stage1.py --emo-input): prosody-pitch is gain-free (the bundle's); "
+                        "prosody also reads absolute loudness, which a microphone's gain moves")
     p.add_argument("--nu-source", default="student", choices=("student", "teacher", "mix"),
                    help="ν stage 2 trains the generator on (train/stage2.py --nu-source)")
     p.add_argument("--id-head", default="mlp", choices=("mlp", "linear"),
