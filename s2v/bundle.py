@@ -240,12 +240,16 @@ def swap_emotion(model_dir: str | Path, emotion_from: str | Path, out: str | Pat
     index["stage1_metrics"] = {**index.get("stage1_metrics", {}), "emotion_from": _rel(e1),
                                "emotion_accuracy_seen_test": accuracy}
     card = tmp / "stage1" / "students" / CARD
-    if card.exists():
-        card.write_text(card.read_text().rstrip() + f"\n\nS_emo swapped in afterwards from `{_rel(e1)}` (same CPC; "
+    if card.exists():  # one such paragraph, the latest swap's
+        text = card.read_text().split("\n\nS_emo swapped in afterwards from ")[0]
+        card.write_text(text.rstrip() + f"\n\nS_emo swapped in afterwards from `{_rel(e1)}` (same CPC; "
                         f"settings {json.dumps(settings)}); S_id kept.\n")
     (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
     emo = settings.get("emo_input")
-    add_part(tmp, "stage1/students", f"S_id kept; S_emo{f' (`--emo-input {emo}`)' if emo else ''} swapped in from "
+    trained = ", ".join([*([f"`--emo-input {emo}`"] if emo else []),
+                         *([f"trained on `{settings['data']}`"] if settings.get("data") else []),
+                         *([f"seen-test emotion accuracy {accuracy}"] if accuracy is not None else [])])
+    add_part(tmp, "stage1/students", f"S_id kept; S_emo{f' ({trained})' if trained else ''} swapped in from "
                                      f"`{_rel(e1)}`; see its card")  # its size follows S_emo's input
     if out.exists():
         shutil.rmtree(out)

@@ -240,6 +240,9 @@ def test_swap_emotion_into_an_assembled_model(tiny_model, tmp_path):
     assert (tmp_path / "swapped" / "generator").exists() and "emotion_student" not in json.loads(
         (model / "model_index.json").read_text())["parts"]  # the source folder untouched
     assert "swapped in afterwards" in (tmp_path / "swapped" / "stage1" / "students" / "README.md").read_text()
+    assert "seen-test emotion accuracy 0.7" in (tmp_path / "swapped" / "README.md").read_text()
+    assert main(["--model", str(tmp_path / "swapped"), "--emotion-from", str(e1)]) == 0  # again, in place
+    assert (tmp_path / "swapped" / "stage1" / "students" / "README.md").read_text().count("swapped in afterwards") == 1
     torch.manual_seed(8)
     CPC(CPC.from_pretrained(e1 / "cpc").config).save_pretrained(e1 / "cpc")  # other weights
     assert main(["--model", str(model), "--emotion-from", str(e1), "--out", str(tmp_path / "x")]) == 2
