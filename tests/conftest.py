@@ -52,6 +52,16 @@ def tiny_prep(tiny_corpus, tmp_path_factory) -> Path:
     return prep
 
 
+def load_benchmark(name: str):
+    """The module benchmarks/NAME.py (the benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def read_scalars(logdir: Path, tag: str) -> list[float]:
     """Values of a tensorboard scalar written anywhere under `logdir`."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -1,22 +1,15 @@
 """The bundled model (checkpoints/default) on the voices it ships with (assets/voices): behaviour a user relies on."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 VOICES = sorted((ROOT / "assets" / "voices").glob("*/*.wav"))
-
-
-def _stability():
-    spec = importlib.util.spec_from_file_location("emotion_stability", ROOT / "benchmarks" / "emotion_stability.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +22,7 @@ def bundle():
 def test_emotion_does_not_hang_on_gain_or_trimming(bundle):
     """Issue 18: the same voice 10 dB quieter or louder, or with its silences cut off, gets the same top emotion.
     Each clip is first brought to a peak of 0.25 so that +10 dB (peak 0.79) is a pure gain, not clipping."""
-    st = _stability()
+    st = load_benchmark("emotion_stability")
     assert len(VOICES) >= 6
     for path in VOICES:
         wav, rate = sf.read(path, dtype="float32")

@@ -1,7 +1,6 @@
 """Recording conditions (s2v.degrade) and the real-voice benchmark's fetching and figures."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,14 +10,13 @@ import pytest
 from s2v import degrade as D
 from s2v.audio import SAMPLE_RATE, load_audio, write_wav
 
+from conftest import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("real_voices", ROOT / "benchmarks" / "real_voices.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("real_voices")
 
 
 def _voice(seconds=1.5, f0=150.0):
