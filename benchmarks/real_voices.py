@@ -154,9 +154,12 @@ class Runner:
         self.judges = Judges(_find(model, "teachers"), _find(model, "syncnet", required=False), self.pipe.gallery,
                              self.device, args.emotion_judge, args.identity_judge, args.sync_judge)
 
-    def run(self, wav: np.ndarray, keep_frame: bool = False) -> dict:
-        """Generate a clip for `wav` and score it; {"no_speech": True} when the VAD finds no voice."""
+    def run(self, wav: np.ndarray, keep_frame: bool = False, clean: np.ndarray | None = None) -> dict:
+        """Generate a clip for `wav` and score it; {"no_speech": True} when the VAD finds no voice. `clean`: the
+        clean audio `wav` was degraded from; the clip is then also scored against it ("mouth_lse_c", by the
+        held-out sync judge when given), which tells the mouth's loss from the sync judge's ear."""
         from s2v.audio import NoSpeechError
+        from s2v.syncnet import sync_scores
 
         try:
             res = self.pipe(wav)
@@ -164,6 +167,9 @@ class Runner:
             return {"no_speech": True}
         s = self.judges.score(res.frames, res.audio, res.fps)
         s.pop("_embedding", None)
+        judge = self.judges.sync2 if self.judges.sync2 is not None else self.judges.sync
+        if clean is not None and judge is not None:
+            s["mouth_lse_c"] = sync_scores(judge, res.frames, clean, res.fps)["lse_c"]
         if keep_frame:  # the middle frame, for the faces figure (taken out before the JSON is written)
             s["_frame"] = res.frames[len(res.frames) // 2]
         top = max(res.emotion, key=res.emotion.get)
@@ -305,7 +311,7 @@ def main(argv=None) -> int:
                "emotion_label": EMOTION_NAMES.get(clip["emotion"]), "runs": {}}
         for name, wav in [("clean", audio), ("-10 dB", gain(audio, -10)), ("+10 dB", gain(audio, 10))] + [
                 (c, f(audio, rng)) for c, f in CONDITIONS.items()]:
-            s = r.run(wav)
+            s = r.run(wav, clean=None if name in ("-10 dB", "+10 dB") else audio)
             if r.judges.sync is not None and name not in ("-10 dB", "+10 dB"):
                 s["real_video_lse_c"] = sync_scores(r.judges.sync, gt, wav, clip["fps"],
                                                     video_embedding=gt_video)["lse_c"]
@@ -447,20 +453,25 @@ def summarise(real, corpus, nosp, sex_of) -> dict:
             "emotion": _share([x["emotion_top"] == c["emotion_label"] for c, x in ok]),
             "uncertain": _share([bool(x.get("uncertain")) for _, x in ok]),
             "real_video_lse_c": _share([x["real_video_lse_c"] for _, x in xs if "real_video_lse_c" in x]),
+            "mouth_lse_c": _share([x["mouth_lse_c"] for _, x in ok if "mouth_lse_c" in x]),
         }
         rows.append([cnd, d["speech_found"], d["identity_top1"], d["sex"], d["face_sex_judge"], d["emotion"],
                      d["uncertain"], d["real_video_lse_c"]])
     if conds:
-        base = summary["degraded"]["clean"]["real_video_lse_c"]["mean"]
-        for cnd in conds:
-            d = summary["degraded"][cnd]
-            d["real_video_lse_c_share"] = (d["real_video_lse_c"]["mean"] / base) if base else None
-            rows[conds.index(cnd)].append(d["real_video_lse_c_share"])
+        for key in ("real_video_lse_c", "mouth_lse_c"):
+            base = summary["degraded"]["clean"][key]["mean"]
+            for cnd in conds:
+                d = summary["degraded"][cnd]
+                d[key + "_share"] = (d[key]["mean"] / base) if base and d[key]["mean"] is not None else None
+                rows[conds.index(cnd)] += [d[key]] if key == "mouth_lse_c" else []
+                rows[conds.index(cnd)].append(d[key + "_share"])
     lines += ["", f"Corpus voices under recording conditions ({len(corpus)} seen actors' test clips; identity: the "
               "voice's seen actor, the pipeline's identity top-1; targets: identity ≥ 0.80, sex ≥ 0.90, real video "
-              "LSE-C against degraded audio ≥ 0.80 of clean):", ""]
+              "LSE-C against degraded audio ≥ 0.80 of clean — the sync judge's ear; then the clip generated from the "
+              "degraded audio, scored against the clean audio — the mouth's own loss):", ""]
     lines += _table(["condition", "speech found", "identity top-1", "sex of that actor", "face sex (judge)",
-                     "emotion = label", "marked uncertain", "LSE-C, real video", "of clean"], rows)
+                     "emotion = label", "marked uncertain", "LSE-C, real video", "of clean",
+                     "LSE-C, mouth vs clean audio", "of clean"], rows)
 
     # level
     if corpus:

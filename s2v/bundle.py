@@ -3,6 +3,7 @@
     python -m s2v.bundle --stage2 runs/stage2 --teachers runs/teachers --syncnet runs/syncnet \
         --out checkpoints/default
     python -m s2v.bundle --model checkpoints/default --emotion-from runs/stage1-pitch   # swap S_emo only
+    python -m s2v.bundle --model checkpoints/default --generator-from runs/stage2-aug  # swap the generator only
 
 Layout of the folder (each part: config.json + model.safetensors + README.md, a model card):
     generator/            F(c, ν, μ) (stage 2)
@@ -211,12 +212,64 @@ def bundle(stage2: str | Path, teachers: str | Path | None, syncnet: str | Path 
     return index
 
 
+def _same_weights(a: Path, b: Path) -> bool:
+    """Whether two saved parts hold the same weights (compared at the first's dtype: a bundle stores float16)."""
+    from safetensors.torch import load_file
+
+    mine, theirs = load_file(str(a / WEIGHTS)), load_file(str(b / WEIGHTS))
+    return mine.keys() == theirs.keys() and all(torch.equal(v.to(mine[k].dtype), mine[k]) for k, v in theirs.items()
+                                                if v.is_floating_point())
+
+
+GENERATOR_KEYS = ("size", "c_dim", "context", "nu_dim", "mu_dim", "id_channels", "base", "identity_branch", "nu_norm")
+
+
+def swap_generator(model_dir: str | Path, stage2: str | Path, out: str | Path | None = None) -> dict:
+    """An assembled model folder with the generator of the stage-2 run `stage2` (e.g. a fine-tuning of its own
+    generator with other losses or data), every other part kept: into `out` (a copy), or in place. The run must
+    have read c_t from this model's CPC (checked weight by weight) and built the same generator (its config's
+    `GENERATOR_KEYS`). Records the run and its settings in model_index.json and the card. Returns the index."""
+    src, run = Path(model_dir), Path(stage2)
+    out = Path(out) if out else src
+    index = _read(src / "model_index.json")
+    if not index:
+        raise FileNotFoundError(f"{src}/model_index.json not found: is {src} an assembled model folder?")
+    s2 = _read(run / "stage2.json")
+    if not s2 or not (run / "generator" / WEIGHTS).exists():
+        raise FileNotFoundError(f"{run} is not a finished train/stage2.py run (stage2.json and generator/ expected)")
+    if not _same_weights(src / "stage1" / "cpc", Path(s2["stage1"]) / "cpc"):
+        raise ValueError(f"{run} was trained on c_t of another CPC than {src}'s")
+    a, b = (json.loads((d / "generator" / CONFIG).read_text()) for d in (src, run))
+    differ = [k for k in GENERATOR_KEYS if a.get(k) != b.get(k)]
+    if differ:
+        raise ValueError(f"{run}'s generator differs from {src}'s in {', '.join(differ)}")
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(tmp / "generator")
+    dt = getattr(torch, index.get("dtype", "float16"))
+    _copy_part(run / "generator", tmp / "generator", dt, _card(
+        "s2v generator (stage 2)", "F(c_t, ν, μ): the frame generator with its identity branch (paper section 2.2), "
+        f"swapped into this model from `{_rel(run)}`.", SYNTH, s2.get("settings", {}), s2.get("metrics", {}), LIMITS))
+    index["parts"]["generator"] = _rel(run)
+    index["stage2_settings"] = s2.get("settings", {})
+    (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
+    settings = s2.get("settings", {})
+    how = ", ".join(f"`--{k.replace('_', '-')} {settings[k]}`" for k in ("augment", "augment_copies", "augment_pitch",
+                                                                         "init_generator", "max_steps")
+                    if settings.get(k))
+    add_part(tmp, "generator", f"the generator from `{_rel(run)}`" + (f" ({how})" if how else ""))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return _read(out / "model_index.json")
+
+
 def swap_emotion(model_dir: str | Path, emotion_from: str | Path, out: str | Path | None = None) -> dict:
     """An assembled model folder with S_emo from the stage-1 run `emotion_from` (trained on this model's own
     CPC, checked weight by weight), S_id, the gallery and every other part kept: into `out` (a copy), or in
     place when `out` is None. Records the run in model_index.json and the students' card. Returns the index."""
-    from safetensors.torch import load_file
-
     src, e1 = Path(model_dir), Path(emotion_from)
     out = Path(out) if out else src
     index = _read(src / "model_index.json")
@@ -224,9 +277,7 @@ def swap_emotion(model_dir: str | Path, emotion_from: str | Path, out: str | Pat
         raise FileNotFoundError(f"{src}/model_index.json not found: is {src} an assembled model folder?")
     if not (e1 / "students" / WEIGHTS).exists() or not (e1 / "cpc" / WEIGHTS).exists():
         raise FileNotFoundError(f"{e1} is not a finished train/stage1.py run (students/ and cpc/ expected)")
-    mine, theirs = load_file(str(src / "stage1" / "cpc" / WEIGHTS)), load_file(str(e1 / "cpc" / WEIGHTS))
-    if mine.keys() != theirs.keys() or any(not torch.equal(v.to(mine[k].dtype), mine[k]) for k, v in theirs.items()
-                                           if v.is_floating_point()):
+    if not _same_weights(src / "stage1" / "cpc", e1 / "cpc"):
         raise ValueError(f"{e1} was trained on another CPC than {src}")
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
@@ -284,14 +335,17 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage2", default=None, help="a finished train/stage2.py run (its stage2.json names stage 1)")
     p.add_argument("--model", default=None,
-                   help="instead of --stage2: an assembled model folder whose S_emo --emotion-from replaces (in place, "
-                        "or into --out when given)")
+                   help="instead of --stage2: an assembled model folder whose S_emo (--emotion-from) or generator "
+                        "(--generator-from) to replace (in place, or into --out when given)")
     p.add_argument("--teachers", default=None, help="train/teachers.py output (needed by the evaluation)")
     p.add_argument("--syncnet", default=None, help="train/syncnet.py output (needed for LSE-C/D)")
     p.add_argument("--out", default=None, help="the model folder to write (default: checkpoints/default, or --model)")
     p.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
     p.add_argument("--emotion-from", default=None,
                    help="a stage-1 run on the same CPC whose emotion student replaces the one stage 2 was trained with")
+    p.add_argument("--generator-from", default=None,
+                   help="with --model: a stage-2 run on the same CPC whose generator replaces the model's (e.g. its own "
+                        "generator fine-tuned with train/stage2.py --init-generator --augment)")
     p.add_argument("--identity-from", default=None,
                    help="a stage-1 run on the same CPC whose S_id and gallery voices to use (e.g. trained with "
                         "--augment: voices through a phone, a room or a codec still find their speaker)")
@@ -301,12 +355,16 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if (a.stage2 is None) == (a.model is None):
         p.error("give --stage2 (assemble a model) or --model with --emotion-from (swap its S_emo)")
-    if a.model and not a.emotion_from:
-        p.error("--model needs --emotion-from")
+    if a.model and not (a.emotion_from or a.generator_from):
+        p.error("--model needs --emotion-from or --generator-from")
+    if a.generator_from and not a.model:
+        p.error("--generator-from needs --model (an assembled model folder)")
     try:
         if a.model:
             a.out = a.out or a.model
-            index = swap_emotion(a.model, a.emotion_from, a.out)
+            index = swap_generator(a.model, a.generator_from, a.out) if a.generator_from else None
+            if a.emotion_from:
+                index = swap_emotion(a.out if a.generator_from else a.model, a.emotion_from, a.out)
         else:
             a.out = a.out or "checkpoints/default"
             index = bundle(a.stage2, a.teachers, a.syncnet, a.out, a.dtype, a.emotion_from, a.identity,

@@ -177,8 +177,9 @@ class Frames(Dataset):
         t_off = int(np.random.choice(far))
         a = self.data.actor_index[c["actor"]]
         frame = as_tensor(self.data.frames(i, t, t + 1)[0]).permute(2, 0, 1).float() / 127.5 - 1
-        return {"frame": frame, "c": torch.from_numpy(self.f.window(i, t, fps, self.context)),
-                "c_off": torch.from_numpy(self.f.window(i, t_off, fps, self.context)),
+        f = self.f.pick()  # the clean audio's c, or a degraded copy's (s2v.features.AugmentedFeatures)
+        return {"frame": frame, "c": torch.from_numpy(f.window(i, t, fps, self.context)),
+                "c_off": torch.from_numpy(f.window(i, t_off, fps, self.context)),
                 "nu": torch.from_numpy(self.nu(i)), "mu": torch.from_numpy(self.mu[i]),
                 "maps": [m[a] for m in self.maps]}
 
@@ -214,7 +215,8 @@ class SyncWindows(Frames):
         t = min(t, n - self.w)
         rng = np.random.default_rng(torch.randint(0, 2 ** 31, ()).item())  # seeded per loader worker
         starts = shifted_starts(rng, t, n, self.k, self.min_shift)
-        return {"c": torch.from_numpy(np.stack([self.f.window(i, u, fps, self.context) for u in range(t, t + self.w)])),
+        f = self.f.pick()  # c from the clean or a degraded copy; the MFCC windows are the clean audio's
+        return {"c": torch.from_numpy(np.stack([f.window(i, u, fps, self.context) for u in range(t, t + self.w)])),
                 "nu": torch.from_numpy(self.nu(i)), "mu": torch.from_numpy(self.mu[i]),
                 "mfcc": audio_windows(mfcc(self.data.audio(i)), [mfcc_start(s, fps) for s in starts]).float()}
 

@@ -100,6 +100,19 @@ def gain(wav: np.ndarray, db: float) -> np.ndarray:
     return np.clip(wav * 10 ** (db / 20), -1, 1).astype(np.float32)
 
 
+def pitch_shift(wav: np.ndarray, semitones: float) -> np.ndarray:
+    """Another voice saying the same thing at the same pace: pitch and formants raised (lowered) by `semitones`
+    together, as a smaller (larger) speaker's would be; duration kept (a phase vocoder's time stretch, then a
+    resampling: `torchaudio.functional.pitch_shift`)."""
+    import torch
+    from torchaudio.functional import pitch_shift as _shift
+
+    if semitones == 0:
+        return np.asarray(wav, np.float32)
+    y = _shift(torch.from_numpy(np.ascontiguousarray(wav, np.float32))[None], SAMPLE_RATE, float(semitones))[0]
+    return _fit(y.numpy(), len(wav))
+
+
 CONDITIONS = {  # the benchmark's degradations: name -> function(wav, rng)
     "reverb": lambda w, rng: reverb(w, 0.6, rng),
     "noise": lambda w, rng: add_noise(w, 20.0, rng),
@@ -108,9 +121,14 @@ CONDITIONS = {  # the benchmark's degradations: name -> function(wav, rng)
 }
 
 
-def augment(wav: np.ndarray, rng: np.random.Generator, p: float = 0.5, gain_db: float = 10.0) -> np.ndarray:
-    """Training-time augmentation: with probability `p`, one of `CONDITIONS` drawn at random; then a gain
-    drawn uniformly in ±`gain_db` dB (clipped). p = 0 and gain_db = 0 leave the voice as it is."""
+def augment(wav: np.ndarray, rng: np.random.Generator, p: float = 0.5, gain_db: float = 10.0,
+            semitones: float = 0.0) -> np.ndarray:
+    """Training-time augmentation: with `semitones` > 0, first another voice (`pitch_shift` by a number of
+    semitones drawn uniformly in ±`semitones`); with probability `p`, one of `CONDITIONS` drawn at random; then
+    a gain drawn uniformly in ±`gain_db` dB (clipped). p = 0, gain_db = 0 and semitones = 0 leave the voice as
+    it is. (Not for the identity student: a shifted voice is another speaker's.)"""
+    if semitones > 0:
+        wav = pitch_shift(wav, float(rng.uniform(-semitones, semitones)))
     if p > 0 and rng.random() < p:
         wav = CONDITIONS[list(CONDITIONS)[rng.integers(len(CONDITIONS))]](wav, rng)
     if gain_db > 0:

@@ -3,6 +3,10 @@ every clip's CPC context sequence c (100 Hz) and the students' ν and μ from th
 
     cache = AudioFeatures.build(prep, stage1_dir, out_dir)   # or AudioFeatures.load(out_dir)
     cache.window(i, t, fps, context)  -> (2*context+1, H) c around video frame t of clip i
+
+`AugmentedFeatures` adds c of degraded copies of every clip (train/stage2.py --augment): the generator then
+learns its mouth from speech heard through a room, noise, a phone line or a codec, judged against the clean
+clip's frames.
 """
 from __future__ import annotations
 
@@ -47,9 +51,17 @@ class AudioFeatures:
         nu, mu = students.infer(c, x)
         return c[0].float().cpu().numpy(), nu[0].float().cpu().numpy(), mu[0].float().cpu().numpy()
 
+    def pick(self) -> "AudioFeatures":
+        """The features a training item reads its c from (here always these; see `AugmentedFeatures`)."""
+        return self
+
     @classmethod
     def build(cls, prep: str | os.PathLike, stage1: str | os.PathLike, out: str | os.PathLike,
-              device: str = "cpu", progress: bool = True) -> "AudioFeatures":
+              device: str = "cpu", progress: bool = True, transform=None, made_by: dict | None = None
+              ) -> "AudioFeatures":
+        """Compute (or load, when `out` holds them for this stage 1 and corpus) every clip's features.
+        `transform(audio, i)`, if given, changes clip i's audio first (a degraded copy); `made_by` describes it
+        (kept in features.json: a cache made otherwise is rebuilt)."""
         from tqdm.auto import tqdm
 
         out = Path(out)
@@ -57,15 +69,18 @@ class AudioFeatures:
         data = Prepared(prep)
         if (out / "features.json").exists():
             made = json.loads((out / "features.json").read_text())
-            if made.get("stage1_revision") == revision and made.get("clips") == len(data.clips):
+            if (made.get("stage1_revision") == revision and made.get("clips") == len(data.clips)
+                    and made.get("made_by") == made_by):
                 return cls.load(out)
             print(f"note: {out} was made from stage 1 {made.get('stage1_revision')} ({made.get('stage1')}) on "
                   f"{made.get('clips')} clips, not {revision} ({stage1}); rebuilding it", file=sys.stderr)
         cpc = CPC.from_pretrained(Path(stage1) / "cpc").to(device).eval()
         students = Students.from_pretrained(Path(stage1) / "students").to(device).eval()
         seqs, nus, mus = [], [], []
-        for i in tqdm(range(len(data.clips)), desc="stage-1 features", disable=not progress):
-            c, nu, mu = cls.compute(cpc, students, data.audio(i), device)
+        desc = "stage-1 features" + (f" ({made_by['name']})" if made_by and "name" in made_by else "")
+        for i in tqdm(range(len(data.clips)), desc=desc, disable=not progress):
+            audio = data.audio(i) if transform is None else transform(data.audio(i), i)
+            c, nu, mu = cls.compute(cpc, students, audio, device)
             seqs.append(c.astype(np.float16))
             nus.append(nu)
             mus.append(mu)
@@ -77,7 +92,8 @@ class AudioFeatures:
         np.save(out / "mu.npy", np.stack(mus))
         (out / "features.json").write_text(json.dumps({"prep": str(prep), "stage1": str(stage1),
                                                        "stage1_revision": revision,
-                                                       "clips": len(seqs), "sample_rate": SAMPLE_RATE}))
+                                                       "clips": len(seqs), "sample_rate": SAMPLE_RATE,
+                                                       "made_by": made_by}))
         return cls.load(out)
 
     @classmethod
@@ -85,3 +101,47 @@ class AudioFeatures:
         out = Path(out)
         return cls(np.load(out / "c.npy", mmap_mode="r"), np.load(out / "offsets.npy"), np.load(out / "nu.npy"),
                    np.load(out / "mu.npy"))
+
+
+class AugmentedFeatures:
+    """A corpus's clean features and those of degraded copies of its audio, for stage 2's training items:
+    ν and μ are the clean clips' (what the students make of the voice is not what is trained here); each item
+    reads its c from one of the clean and degraded versions, drawn at random (`pick`)."""
+
+    def __init__(self, clean: AudioFeatures, copies: list[AudioFeatures]):
+        self.clean, self.copies = clean, list(copies)
+        self.c, self.offsets, self.nu, self.mu = clean.c, clean.offsets, clean.nu, clean.mu
+
+    def sequence(self, i: int) -> np.ndarray:
+        return self.clean.sequence(i)
+
+    def window(self, i: int, t: int, fps: int, context: int) -> np.ndarray:
+        return self.clean.window(i, t, fps, context)
+
+    def pick(self) -> AudioFeatures:
+        k = np.random.randint(len(self.copies) + 1)
+        return self.clean if k == 0 else self.copies[k - 1]
+
+    @classmethod
+    def build(cls, prep: str | os.PathLike, stage1: str | os.PathLike, out: str | os.PathLike, p: float,
+              copies: int, seed: int = 0, device: str = "cpu", progress: bool = True,
+              semitones: float = 0.0) -> "AugmentedFeatures":
+        """Clean features in `out`, and `copies` degraded ones in out/augment-k: clip i's audio through
+        `s2v.degrade.augment(audio, rng, p, semitones=semitones)` with rng seeded by (seed, k, i), so a rebuild
+        makes the same copies."""
+        from .degrade import augment
+
+        clean = AudioFeatures.build(prep, stage1, out, device, progress)
+        made = []
+        for k in range(copies):
+            def transform(audio, i, k=k):
+                return augment(audio, np.random.default_rng([seed, k, i]), p, semitones=semitones)
+
+            made.append(AudioFeatures.build(prep, stage1, Path(out) / f"augment-{k}", device, progress, transform,
+                                            {"name": f"augment {k + 1}/{copies}", "augment": p, "seed": seed,
+                                             "copy": k, **({"semitones": semitones} if semitones else {})}))
+        return cls(clean, made)
+
+    @classmethod
+    def load(cls, out: str | os.PathLike, copies: int) -> "AugmentedFeatures":
+        return cls(AudioFeatures.load(out), [AudioFeatures.load(Path(out) / f"augment-{k}") for k in range(copies)])

@@ -63,6 +63,29 @@ def test_reverb_leaves_a_tail_and_codecs_keep_length_and_timing():
         assert f(w, rng).shape == w.shape
 
 
+def test_pitch_shift_moves_the_voice_and_keeps_its_timing():
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    env = (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)).astype(np.float32)  # syllables at 4 Hz
+    w = (0.3 * env * sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 6))).astype(np.float32)
+    f = np.fft.rfftfreq(len(w), 1 / SAMPLE_RATE)
+
+    def f0(x):  # the strongest partial below 400 Hz
+        s = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+        return f[f < 400][np.argmax(s[f < 400])]
+
+    for st, want in ((4, 150 * 2 ** (4 / 12)), (-4, 150 * 2 ** (-4 / 12))):
+        y = D.pitch_shift(w, st)
+        assert y.shape == w.shape and f0(y) == pytest.approx(want, rel=0.03)
+        mid = slice(2000, -2000)  # the syllable envelope (timing) kept: |y| follows env
+        e = np.convolve(np.abs(y), np.ones(400) / 400, "same")[mid]
+        assert np.corrcoef(e, env[mid])[0, 1] > 0.9
+    assert np.array_equal(D.pitch_shift(w, 0), w)
+    rng = np.random.default_rng(0)
+    shifted = [f0(D.augment(w, rng, p=0, gain_db=0, semitones=4)) for _ in range(6)]
+    assert max(shifted) > 160 and min(shifted) < 140  # ±4 semitones drawn both ways
+    assert all(150 * 2 ** (-4.2 / 12) <= x <= 150 * 2 ** (4.2 / 12) for x in shifted)
+
+
 def test_fetch_joins_files_and_cuts_segments(tmp_path, monkeypatch):
     pkg = tmp_path / "site" / "fakevoices"
     pkg.mkdir(parents=True)
@@ -113,10 +136,11 @@ def test_summary_counts_what_it_says():
     bench = _bench()
     sex_of = {"1": "Male", "2": "Female"}
 
-    def run(nearest, pred_sex, top="neutral", p=0.6, mouth=10.0, level=-20.0, actor=None, emo="neutral"):
+    def run(nearest, pred_sex, top="neutral", p=0.6, mouth=10.0, level=-20.0, actor=None, emo="neutral",
+            mouth_lse_c=3.0):
         return {"no_speech": False, "nearest": nearest, "voice_top1": actor or nearest, "pred_sex": pred_sex,
                 "emotion_top": top, "emotion_p": p, "mouth": mouth, "level": level, "lse_c": 3.0,
-                "real_video_lse_c": 4.0}
+                "real_video_lse_c": 4.0, "mouth_lse_c": mouth_lse_c}
 
     real = [{"id": "a", "speaker": "A", "sex": "Female", "neutral": True, **run("2", "Female")},
             {"id": "b", "speaker": "B", "sex": "Female", "neutral": True, **run("1", "Male", top="fear", p=0.9)},
@@ -127,7 +151,7 @@ def test_summary_counts_what_it_says():
     corpus = [{"clip": "x", "actor": "1", "sex": "Male", "emotion_label": "neutral",
                "runs": {"clean": run("1", "Male", level=-20, mouth=10.0), "-10 dB": run("1", "Male", level=-30, mouth=10.0),
                         "+10 dB": run("1", "Male", top="anger", level=-10, mouth=10.0),
-                        "noise": run("2", "Female", actor="2")}}]
+                        "noise": run("2", "Female", actor="2", mouth_lse_c=1.5)}}]
     nosp = [{"id": "n", "what": "noise", "no_speech": True}]
     s = bench.summarise(real, corpus, nosp, sex_of)["summary"]
     r = s["real"]
@@ -140,6 +164,7 @@ def test_summary_counts_what_it_says():
     d = s["degraded"]
     assert d["clean"]["identity_top1"]["mean"] == 1 and d["noise"]["identity_top1"]["mean"] == 0
     assert d["noise"]["sex"]["mean"] == 0 and d["noise"]["real_video_lse_c_share"] == pytest.approx(1.0)
+    assert d["noise"]["mouth_lse_c_share"] == pytest.approx(0.5)  # the mouth from noisy audio, against the clean
     assert s["level"]["-10 dB"]["mean"] == 1 and s["level"]["+10 dB"]["mean"] == 0
     assert s["no_speech"] == {"n": True}
 

@@ -251,6 +251,56 @@ def test_swap_emotion_into_an_assembled_model(tiny_model, tmp_path):
         main(["--model", str(model)])  # nothing to swap in
 
 
+def test_swap_generator_into_an_assembled_model(tiny_model, tmp_path):
+    """`python -m s2v.bundle --model M --generator-from RUN`: the run's generator (cast to the model's dtype),
+    every other part kept, the run and its settings recorded; a run on another CPC or with another generator
+    layout is refused."""
+    import torch
+
+    from s2v.bundle import bundle, main
+    from s2v.cpc import CPC
+    from s2v.generator import Generator
+    from s2v.pipeline import Speech2Video
+
+    model = tmp_path / "model"
+    bundle(_stage2_run(tiny_model, tiny_model / "stage1", tmp_path / "run"), None, None, model)
+    run = tmp_path / "tuned"
+    g = Generator.from_pretrained(tiny_model / "generator")
+    torch.manual_seed(3)
+    tuned = Generator(g.config)
+    tuned.save_pretrained(run / "generator")
+    (run / "stage2.json").write_text(json.dumps({"stage1": str(tiny_model / "stage1"), "metrics": {},
+                                                 "settings": {"augment": 0.5, "augment_copies": 2, "max_steps": 9}}))
+    assert main(["--model", str(model), "--generator-from", str(run), "--out", str(tmp_path / "swapped")]) == 0
+    index = json.loads((tmp_path / "swapped" / "model_index.json").read_text())
+    assert index["parts"]["generator"] == str(run) and index["stage2_settings"]["augment"] == 0.5
+    card = (tmp_path / "swapped" / "README.md").read_text()
+    assert "`--augment 0.5`" in card and card.count("- `generator` ") == 1
+    pipe = Speech2Video.from_pretrained(tmp_path / "swapped", device="cpu")
+    for k, v in pipe.generator.state_dict().items():
+        assert torch.allclose(v.float(), tuned.state_dict()[k].half().float(), atol=1e-3), k
+    before = Speech2Video.from_pretrained(model, device="cpu")
+    for part in ("students", "cpc"):
+        a, b = getattr(pipe, part).state_dict(), getattr(before, part).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), part
+    assert json.loads((model / "model_index.json").read_text())["parts"]["generator"] == str(tmp_path / "run")
+    # refused: another layout; a run whose stage 1 has another CPC
+    import dataclasses
+
+    Generator(dataclasses.replace(g.config, base=g.config.base * 2)).save_pretrained(run / "generator")
+    assert main(["--model", str(model), "--generator-from", str(run), "--out", str(tmp_path / "x")]) == 2
+    tuned.save_pretrained(run / "generator")
+    s1 = tmp_path / "s1"
+    shutil.copytree(tiny_model / "stage1", s1)
+    torch.manual_seed(8)
+    CPC(CPC.from_pretrained(s1 / "cpc").config).save_pretrained(s1 / "cpc")
+    (run / "stage2.json").write_text(json.dumps({"stage1": str(s1), "settings": {}, "metrics": {}}))
+    assert main(["--model", str(model), "--generator-from", str(run), "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit):
+        main(["--stage2", str(run), "--generator-from", str(run)])  # needs --model
+
+
 def test_emotion_swap_keeps_dtypes_when_a_counter_comes_first(tmp_path):
     """A float32 students part whose first tensor is BatchNorm's int64 counter: the swapped S_emo stays float."""
     import dataclasses

@@ -289,7 +289,7 @@ def test_expert_sync_loss_prefers_lips_that_follow_the_audio():
 
 def test_stage2_with_the_expert_sync_loss_and_without_d_sync(tiny_prep, tiny_stage1, tmp_path):
     """--lambda-sync-expert trains through a frozen expert (its weights unchanged), --no-d-sync leaves D_sync
-    out; windows of 5 frames come with K audio windows, index 0 in sync."""
+    out; windows of 5 frames come with K audio windows, index 0 in sync. --augment: c from degraded copies too."""
     from s2v.syncnet import SyncNet, SyncNetConfig
 
     torch.manual_seed(0)
@@ -299,7 +299,8 @@ def test_stage2_with_the_expert_sync_loss_and_without_d_sync(tiny_prep, tiny_sta
     r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", "2", "--context", "1", "--no-d-sync",
                             "--logging-steps", "1",
                             "--lambda-sync-expert", "1", "--sync-expert", str(tmp_path / "expert"), "--sync-batch", "2",
-                            "--sync-candidates", "3", "--sync-pull", "0.1"), cwd=ROOT, capture_output=True, text=True, timeout=600)
+                            "--sync-candidates", "3", "--sync-pull", "0.1", "--augment", "1", "--augment-copies", "2"),
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     final = json.loads((out / "stage2.json").read_text())["metrics"]["final"]
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -315,9 +316,31 @@ def test_stage2_with_the_expert_sync_loss_and_without_d_sync(tiny_prep, tiny_sta
                      candidates=3)
     item = ds[0]
     assert item["c"].shape == (5, 3, 16) and item["mfcc"].shape == (3, 1, 13, 20)
+    # --augment: two degraded copies' c beside the clean c, ν and μ the clean audio's; an item's c is from any
+    from s2v.data import Frames
+    from s2v.features import AugmentedFeatures
+
+    aug = AugmentedFeatures.load(out / "features", 2)
+    clean, copies = aug.clean, aug.copies
+    assert len(copies) == 2 and all(np.array_equal(f.offsets, clean.offsets) for f in copies)
+    assert all(np.abs(np.asarray(f.c, np.float32) - np.asarray(clean.c, np.float32)).mean() > 1e-3 for f in copies)
+    assert not np.allclose(np.asarray(copies[0].c, np.float32), np.asarray(copies[1].c, np.float32))
+    assert np.array_equal(aug.nu, clean.nu) and np.array_equal(aug.mu, clean.mu)
+    frames = Frames(Prepared(tiny_prep), aug, load_targets(tiny_prep), "train", 1, 3)
+    i, t = frames.index.locate(0)
+    fps = frames.data.clips[i]["fps"]
+    np.random.seed(0)
+    seen = set()
+    for _ in range(30):
+        c = frames[0]["c"].numpy()
+        seen |= {k for k, f in enumerate([clean, *copies]) if np.allclose(c, f.window(i, t, fps, 1))}
+    assert seen == {0, 1, 2}
     r = subprocess.run(_cmd(tiny_prep, tiny_stage1, tmp_path / "x", "--lambda-sync-expert", "1"), cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "--sync-expert" in r.stderr
+    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, tmp_path / "x", "--augment", "0.5", "--batches", "device"),
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "--batches device" in r.stderr
 
 
 def test_generator_nu_norm_puts_teacher_and_student_in_one_space():

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s2v.data import DeviceFrames, Frames, Prepared, SyncWindows  # noqa: E402
 from s2v.discriminators import ADVERSARIES, Discriminators, DiscriminatorsConfig, active_adversaries  # noqa: E402
-from s2v.features import STAGE1_PARTS, AudioFeatures  # noqa: E402
+from s2v.features import STAGE1_PARTS, AudioFeatures, AugmentedFeatures  # noqa: E402
 from s2v.modeling import fingerprint  # noqa: E402
 from s2v.generator import Generator, GeneratorConfig, generate_clip, to_uint8  # noqa: E402
 from s2v.losses import l_expr, l_grad, l_lower, l_sim, sync_expert_terms  # noqa: E402
@@ -80,6 +80,15 @@ def parse_args(argv=None):
     p.add_argument("--init-generator", default=None,
                    help="start G from a trained generator folder (same settings) instead of from scratch, e.g. to "
                         "fine-tune a model with the expert sync loss; the discriminators start fresh")
+    p.add_argument("--augment", type=float, default=0.0,
+                   help="beyond the paper: c_t also from --augment-copies degraded copies of every clip (s2v.degrade."
+                        "augment: with this probability a room, noise, a phone line or a codec, and a gain of ±10 dB), "
+                        "each training item's c from the clean or a copy at random, against the clean clip's frames "
+                        "(and, for the expert sync loss, its clean audio); 0: clean audio only, the paper")
+    p.add_argument("--augment-copies", type=int, default=2, help="degraded copies of each clip (with --augment)")
+    p.add_argument("--augment-pitch", type=float, default=0.0,
+                   help="with --augment: each copy is first another voice, pitch and formants shifted by up to this "
+                        "many semitones either way (s2v.degrade.pitch_shift; duration kept); 0: none")
     p.add_argument("--offsync-min", type=int, default=3, help="|τ - τ'| in frames for off-sync pairs")
     p.add_argument("--sample-steps", type=int, default=250)
     p.add_argument("--batches", default="auto", choices=("auto", "device", "loader"),
@@ -90,6 +99,11 @@ def parse_args(argv=None):
     p.add_argument("--base", type=int, default=256, help="generator channels at 4x4")
     p.add_argument("--d-width", type=int, default=64)
     a = p.parse_args(argv)
+    if a.augment_pitch and a.augment <= 0:
+        p.error("--augment-pitch shifts the voice of --augment's copies: give --augment P too")
+    if a.augment > 0 and a.batches == "device":
+        p.error("--augment draws each item's c from one of several copies, which --batches device does not; "
+                "use --batches loader (or auto)")
     if a.lambda_sync_expert and not a.sync_expert:
         p.error("--lambda-sync-expert needs --sync-expert DIR (a sync expert from train/syncnet.py)")
     return a
@@ -119,9 +133,14 @@ def main(args) -> dict:
     data = Prepared(args.data)
     targets = ensure_targets(args.data, args.teachers, acc)
     if run.is_main:
-        AudioFeatures.build(args.data, args.stage1, run.out / "features", device=str(acc.device))
+        if args.augment > 0:
+            AugmentedFeatures.build(args.data, args.stage1, run.out / "features", args.augment, args.augment_copies,
+                                    seed=args.seed, device=str(acc.device), semitones=args.augment_pitch)
+        else:
+            AudioFeatures.build(args.data, args.stage1, run.out / "features", device=str(acc.device))
     acc.wait_for_everyone()
-    feats = AudioFeatures.load(run.out / "features")
+    feats = (AugmentedFeatures.load(run.out / "features", args.augment_copies) if args.augment > 0
+             else AudioFeatures.load(run.out / "features"))
     id_channels = tuple(int(targets[f"still_map{j}"].shape[1]) for j in range(3))
     gcfg = GeneratorConfig(size=data.size, c_dim=feats.c.shape[1], context=args.context, nu_dim=feats.nu.shape[1],
                            mu_dim=feats.mu.shape[1], id_channels=id_channels, base=args.base,
@@ -142,7 +161,8 @@ def main(args) -> dict:
     opts = {"g": torch.optim.RMSprop(G.parameters(), lr=args.learning_rate),
             **{k: torch.optim.RMSprop(getattr(D, k).parameters(), lr=a.lr) for k, a in ADVERSARIES.items()}}
     frames = Frames(data, feats, targets, "train", args.context, args.offsync_min, args.mu_source, args.nu_source)
-    on_device = args.batches == "device" or (args.batches == "auto" and DeviceFrames.fits(frames, acc.device))
+    on_device = args.batches == "device" or (args.batches == "auto" and args.augment <= 0
+                                             and DeviceFrames.fits(frames, acc.device))
     if on_device:
         loader = None
         acc.print(f"batches drawn on {acc.device} "
