@@ -237,7 +237,10 @@ def swap_generator(model_dir: str | Path, stage2: str | Path, out: str | Path | 
     s2 = _read(run / "stage2.json")
     if not s2 or not (run / "generator" / WEIGHTS).exists():
         raise FileNotFoundError(f"{run} is not a finished train/stage2.py run (stage2.json and generator/ expected)")
-    if not _same_weights(src / "stage1" / "cpc", Path(s2["stage1"]) / "cpc"):
+    theirs = Path(s2.get("stage1", "")) / "cpc"
+    if not (theirs / WEIGHTS).exists():
+        raise FileNotFoundError(f"{theirs}, the CPC {run} was trained on, is not here: cannot check it is {src}'s")
+    if not _same_weights(src / "stage1" / "cpc", theirs):
         raise ValueError(f"{run} was trained on c_t of another CPC than {src}'s")
     a, b = (json.loads((d / "generator" / CONFIG).read_text()) for d in (src, run))
     differ = [k for k in GENERATOR_KEYS if a.get(k) != b.get(k)]

@@ -72,8 +72,9 @@ class AudioFeatures:
             if (made.get("stage1_revision") == revision and made.get("clips") == len(data.clips)
                     and made.get("made_by") == made_by):
                 return cls.load(out)
+            how = "" if made.get("made_by") == made_by else f", {made.get('made_by')} not {made_by}"
             print(f"note: {out} was made from stage 1 {made.get('stage1_revision')} ({made.get('stage1')}) on "
-                  f"{made.get('clips')} clips, not {revision} ({stage1}); rebuilding it", file=sys.stderr)
+                  f"{made.get('clips')} clips{how}, not {revision} ({stage1}); rebuilding it", file=sys.stderr)
         cpc = CPC.from_pretrained(Path(stage1) / "cpc").to(device).eval()
         students = Students.from_pretrained(Path(stage1) / "students").to(device).eval()
         seqs, nus, mus = [], [], []
