@@ -102,15 +102,29 @@ def gain(wav: np.ndarray, db: float) -> np.ndarray:
 
 def pitch_shift(wav: np.ndarray, semitones: float) -> np.ndarray:
     """Another voice saying the same thing at the same pace: pitch and formants raised (lowered) by `semitones`
-    together, as a smaller (larger) speaker's would be; duration kept (a phase vocoder's time stretch, then a
-    resampling: `torchaudio.functional.pitch_shift`)."""
+    together, as a smaller (larger) speaker's would be; duration kept. A phase vocoder stretches the time by the
+    ratio 2^(semitones/12) (`torchaudio.functional.phase_vocoder`), then a polyphase resampling by a fraction
+    within 0.1 % of the ratio brings the length back and moves every frequency (a few ms a clip; torchaudio's
+    own `pitch_shift` resamples through a kernel of the exact ratio and takes seconds)."""
+    import math
+    from fractions import Fraction
+
     import torch
-    from torchaudio.functional import pitch_shift as _shift
+    from scipy.signal import resample_poly
+    from torchaudio.functional import phase_vocoder
 
     if semitones == 0:
         return np.asarray(wav, np.float32)
-    y = _shift(torch.from_numpy(np.ascontiguousarray(wav, np.float32))[None], SAMPLE_RATE, float(semitones))[0]
-    return _fit(y.numpy(), len(wav))
+    ratio = 2.0 ** (semitones / 12)
+    n_fft, hop = 512, 128
+    window = torch.hann_window(n_fft)
+    x = torch.from_numpy(np.ascontiguousarray(wav, np.float32))
+    spec = torch.stft(x, n_fft, hop, window=window, return_complex=True)
+    advance = torch.linspace(0, math.pi * hop, spec.shape[-2])[..., None]
+    stretched = phase_vocoder(spec, 1.0 / ratio, advance)
+    y = torch.istft(stretched, n_fft, hop, window=window, length=int(round(len(wav) * ratio))).numpy()
+    f = Fraction(ratio).limit_denominator(64)
+    return _fit(resample_poly(y, f.denominator, f.numerator).astype(np.float32), len(wav))
 
 
 CONDITIONS = {  # the benchmark's degradations: name -> function(wav, rng)
