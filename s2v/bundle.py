@@ -252,13 +252,13 @@ def swap_generator(model_dir: str | Path, stage2: str | Path, out: str | Path | 
     shutil.copytree(src, tmp)
     shutil.rmtree(tmp / "generator")
     dt = getattr(torch, index.get("dtype", "float16"))
+    settings = s2.get("settings", {})
     _copy_part(run / "generator", tmp / "generator", dt, _card(
         "s2v generator (stage 2)", "F(c_t, ν, μ): the frame generator with its identity branch (paper section 2.2), "
-        f"swapped into this model from `{_rel(run)}`.", SYNTH, s2.get("settings", {}), s2.get("metrics", {}), LIMITS))
+        f"swapped into this model from `{_rel(run)}`.", SYNTH, settings, s2.get("metrics", {}), LIMITS))
     index["parts"]["generator"] = _rel(run)
-    index["stage2_settings"] = s2.get("settings", {})
+    index["stage2_settings"] = settings
     (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
-    settings = s2.get("settings", {})
     how = ", ".join(f"`--{k.replace('_', '-')} {settings[k]}`" for k in ("augment", "augment_copies", "augment_pitch",
                                                                          "init_generator", "max_steps")
                     if settings.get(k))
