@@ -154,6 +154,21 @@ class Runner:
         self.judges = Judges(_find(model, "teachers"), _find(model, "syncnet", required=False), self.pipe.gallery,
                              self.device, args.emotion_judge, args.identity_judge, args.sync_judge)
 
+    def loudness_lse_c(self, wav: np.ndarray, k: int, size: int) -> float | None:
+        """LSE-C (by the held-out sync judge when given) of a face whose lips follow `wav`'s loudness by the
+        corpus' own rule (`s2v.corpus.make.render_lips` without visemes; the k-th of LOUDNESS_FACES face-pool
+        identities): what the judge makes of this voice when the mouth follows it as the corpus' mouths do."""
+        from s2v.corpus.crop import crop_clip
+        from s2v.corpus.faces import pool_identity
+        from s2v.corpus.make import CORPUS_FPS, render_lips
+        from s2v.syncnet import sync_scores
+
+        judge = self.judges.sync2 if self.judges.sync2 is not None else self.judges.sync
+        if judge is None:
+            return None
+        frames = crop_clip(render_lips(pool_identity(k % LOUDNESS_FACES, 0), wav, 128, seed=k), size, "center")
+        return sync_scores(judge, frames, wav, CORPUS_FPS)["lse_c"]
+
     def run(self, wav: np.ndarray, keep_frame: bool = False, clean: np.ndarray | None = None) -> dict:
         """Generate a clip for `wav` and score it; {"no_speech": True} when the VAD finds no voice. `clean`: the
         clean audio `wav` was degraded from; the clip is then also scored against it ("mouth_lse_c", by the
@@ -180,6 +195,8 @@ class Runner:
                 "raw_top": raw, "raw_p": res.voice_emotion[raw], "familiarity": res.familiarity,
                 "mouth": mouth_motion(res.frames), "level": speech_level(res.audio), **s}
 
+
+LOUDNESS_FACES = 6  # face-pool identities that speak every clip by its loudness, in turn
 
 PAUSES = {"digital silence": None, "hiss at -50 dBFS": -50.0, "hiss at -40 dBFS": -40.0}
 
@@ -296,8 +313,11 @@ def main(argv=None) -> int:
 
     # 1. real speech
     real = []
-    for item in tqdm(manifest["speech"], desc="real voices"):
-        s = r.run(load_audio(paths[item["id"]], max_seconds=None), keep_frame=True)
+    for k, item in enumerate(tqdm(manifest["speech"], desc="real voices")):
+        wav = load_audio(paths[item["id"]], max_seconds=None)
+        s = r.run(wav, keep_frame=True)
+        if not s["no_speech"]:
+            s["loud_lse_c"] = r.loudness_lse_c(wav, k, data.size)
         real.append({**{k: item[k] for k in ("id", "speaker", "sex", "neutral")}, **s})
     save_faces(Path(args.out) / "faces.png", real)
 
@@ -308,7 +328,8 @@ def main(argv=None) -> int:
         gt = np.asarray(data.frames(i))
         gt_video = embed_video_clip(r.judges.sync, gt) if r.judges.sync is not None else None  # once per clip
         row = {"clip": clip["id"], "actor": clip["actor"], "sex": sex_of[clip["actor"]],
-               "emotion_label": EMOTION_NAMES.get(clip["emotion"]), "runs": {}}
+               "emotion_label": EMOTION_NAMES.get(clip["emotion"]), "runs": {},
+               "loud_lse_c": r.loudness_lse_c(audio, len(corpus), data.size)}
         for name, wav in [("clean", audio), ("-10 dB", gain(audio, -10)), ("+10 dB", gain(audio, 10))] + [
                 (c, f(audio, rng)) for c, f in CONDITIONS.items()]:
             s = r.run(wav, clean=None if name in ("-10 dB", "+10 dB") else audio)
@@ -383,7 +404,7 @@ def summarise(real, corpus, nosp, sex_of) -> dict:
         xs = [x for x in spoken if x["speaker"] == spk]
         n_all = sum(x["speaker"] == spk for x in real)
         if not xs:
-            rows.append([spk, f"0 of {n_all}"] + [None] * 7)
+            rows.append([spk, f"0 of {n_all}"] + [None] * 8)
             continue
         near = [x["nearest"] for x in xs]
         faces_of[spk] = max(set(near), key=near.count)
@@ -393,12 +414,14 @@ def summarise(real, corpus, nosp, sex_of) -> dict:
                      ", ".join(f"{a} ({sex_of.get(a, '?')[0]})" for a in sorted(set(near))),
                      ", ".join(_read_out(x) for x in xs),
                      _share([x["mouth_ratio"] for x in xs]),
-                     _share([x["lse_c_heldout"] if "lse_c_heldout" in x else x.get("lse_c") for x in xs])])
+                     _share([x["lse_c_heldout"] if "lse_c_heldout" in x else x.get("lse_c") for x in xs]),
+                     _share([x["loud_lse_c"] for x in xs if x.get("loud_lse_c") is not None])])
     lines += ["Real voices, per speaker (the face's sex by the held-out attribute judge; the nearest seen actor by "
               "T_id, with its sex; mouth motion as a share of corpus voices' at the same loudness; LSE-C by the "
               "held-out sync judge when given):", ""]
     lines += _table(["speaker", "clips with speech", "sex", "face sex = speaker's", "nearest actor's sex = speaker's",
-                     "nearest seen actors", "emotion read-out", "mouth motion / corpus", "LSE-C"], rows)
+                     "nearest seen actors", "emotion read-out", "mouth motion / corpus", "LSE-C",
+                     "LSE-C, loudness lips"], rows)
 
     lse = "lse_c_heldout" if spoken and "lse_c_heldout" in spoken[0] else "lse_c"
     neutral = [x for x in spoken if x["neutral"]]
@@ -421,6 +444,11 @@ def summarise(real, corpus, nosp, sex_of) -> dict:
         "familiarity": _share([x["familiarity"] for x in spoken if x.get("familiarity") is not None]),
     }
     s["lse_c_ratio"] = (s["lse_c_real"]["mean"] / s["lse_c_corpus"]["mean"]) if clean and spoken else None
+    loud_real = [x["loud_lse_c"] for x in spoken if x.get("loud_lse_c") is not None]
+    loud_corpus = [c["loud_lse_c"] for c in corpus if c.get("loud_lse_c") is not None]
+    s["loud_lse_c_real"], s["loud_lse_c_corpus"] = _share(loud_real), _share(loud_corpus)
+    s["loud_lse_c_ratio"] = (np.mean(loud_real) / np.mean(loud_corpus)) if loud_real and loud_corpus else None
+    s["lse_c_ratio_of_loud"] = (s["lse_c_ratio"] / s["loud_lse_c_ratio"]) if s["loud_lse_c_ratio"] and s["lse_c_ratio"] else None
     lines += ["", "Real voices, in total:", ""]
     lines += _table(["figure", "value", "target"], [
         ["clips with speech / clips", f"{len(spoken)} / {len(real)}", "all"],
@@ -432,6 +460,9 @@ def summarise(real, corpus, nosp, sex_of) -> dict:
         ["mouth motion / corpus voices' at the same loudness", s["mouth_ratio"], "≥ 0.70"],
         ["LSE-C" + (" (held-out sync judge)" if lse == "lse_c_heldout" else "") + " real / corpus voices",
          s["lse_c_ratio"], "≥ 0.80"],
+        ["the same judge on a face whose lips follow the loudness (corpus rule, no visemes): real / corpus voices",
+         s["loud_lse_c_ratio"], ""],
+        ["the generated clips' real / corpus ratio, as a share of that", s["lse_c_ratio_of_loud"], ""],
         [f"neutral speech ({len(neutral)} clips): neutral on top or nothing above 0.5", s["neutral_ok"], "≥ 0.80"],
         ["the same, by the students before the familiarity check", s["neutral_ok_model"], ""],
         ["distance from the training voices (1 = corpus voices' 99th percentile)", s["familiarity"], ""],

@@ -55,6 +55,18 @@ class AudioFeatures:
         """The features a training item reads its c from (here always these; see `AugmentedFeatures`)."""
         return self
 
+    def stats(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension mean and SD of c over every CPC frame of clips `ids` (the training voices')."""
+        x = np.concatenate([np.asarray(self.sequence(i), np.float32) for i in ids])
+        return x.mean(0), x.std(0)
+
+    def normalised(self, generator) -> "AudioFeatures":
+        """These features with every clip's c as `generator` reads it (`Generator.heard`: with c_norm, moved to the
+        training voices' statistics), held in memory; ν and μ unchanged."""
+        seqs = [generator.heard(torch.from_numpy(np.asarray(self.sequence(i), np.float32))).numpy()
+                for i in range(len(self.offsets) - 1)]
+        return AudioFeatures(np.concatenate(seqs).astype(self.c.dtype), self.offsets, self.nu, self.mu)
+
     @classmethod
     def build(cls, prep: str | os.PathLike, stage1: str | os.PathLike, out: str | os.PathLike,
               device: str = "cpu", progress: bool = True, transform=None, made_by: dict | None = None
@@ -122,6 +134,12 @@ class AugmentedFeatures:
     def pick(self) -> AudioFeatures:
         k = np.random.randint(len(self.copies) + 1)
         return self.clean if k == 0 else self.copies[k - 1]
+
+    def stats(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        return self.clean.stats(ids)
+
+    def normalised(self, generator) -> "AugmentedFeatures":
+        return AugmentedFeatures(self.clean.normalised(generator), [f.normalised(generator) for f in self.copies])
 
     @classmethod
     def build(cls, prep: str | os.PathLike, stage1: str | os.PathLike, out: str | os.PathLike, p: float,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,6 +26,26 @@ def context_windows(c: torch.Tensor, n_frames: int, fps: int, context: int) -> t
     centre = frame_to_cpc(torch.arange(n_frames), fps)
     idx = (centre[:, None] + torch.arange(-context, context + 1)[None]).clamp(0, c.shape[0] - 1)
     return c[idx.to(c.device)]
+
+
+C_NORMS = (None, "mean", "standard")
+
+
+def clip_normalise(c, mean, std=None, eps: float = 1e-3):
+    """(T, H) c of one clip (tensor or array) given `mean` (H,) over its T frames, dimension by dimension:
+    c - c.mean(0) + mean; with `std` (H,) also that SD: (c - c.mean(0)) / c.std(0) * std + mean. In c's type
+    and dtype."""
+    if isinstance(c, np.ndarray):
+        x = c.astype(np.float32)
+        x = x - x.mean(0)
+        if std is not None:
+            x = x / np.maximum(x.std(0), eps) * np.asarray(std, np.float32)
+        return (x + np.asarray(mean, np.float32)).astype(c.dtype)
+    x = c.float()
+    x = x - x.mean(0)
+    if std is not None:
+        x = x / x.std(0, unbiased=False).clamp_min(eps) * std.to(x)
+    return (x + mean.to(x)).to(c.dtype)
 
 
 def to_uint8(frames: torch.Tensor, numpy: bool = True):
@@ -53,7 +74,7 @@ def generate_clips(generator: "Generator", c: torch.Tensor, nus: list[torch.Tens
     """`generate_clip` for several ν of one clip (an evaluation's methods) in shared batches: a list of
     (n_frames, 3, S, S). Same frames as one `generate_clip` per ν (the generator is in eval mode)."""
     batch = batch or frame_batch(c.device)
-    win = context_windows(c, n_frames, fps, generator.config.context)
+    win = context_windows(generator.heard(c), n_frames, fps, generator.config.context)
     k = len(nus)
     w_all = win.repeat(k, 1, 1)
     nu_all = torch.stack(nus).repeat_interleave(n_frames, 0)
@@ -79,8 +100,14 @@ class GeneratorConfig:
     # embedding) and the student's ν (logits matched to it through a softmax, which ignores a shift) land in one
     # space and the generator can be trained on either (train/stage2.py --nu-source)
     nu_norm: bool = False
+    # beyond the paper: a voice recorded otherwise (another microphone, room or speaker than the corpus') shifts c_t
+    # as a whole; "mean" gives each clip's c the training voices' mean (buffer c_mean) dimension by dimension, as
+    # cepstral mean normalisation does, "standard" also their SD (c_std); None: c as the encoder gives it (the paper)
+    c_norm: str | None = None
 
     def __post_init__(self):
+        if self.c_norm not in C_NORMS:
+            raise ValueError(f"c_norm must be one of {C_NORMS}, got {self.c_norm!r}")
         if self.size < 32 or self.size & (self.size - 1):
             raise ValueError(f"size must be a power of two >= 32, got {self.size}")
 
@@ -137,6 +164,22 @@ class Generator(Pretrained):
                                                  nn.ReLU(True)))
                 self.id_align.append(nn.Conv2d(c_out, cfg.id_channels[j], 1))  # 1x1 alignment to T_id
                 c0 = c_out
+        if cfg.c_norm:  # set from the training clips by train/stage2.py (`set_c_stats`); saved with the weights
+            self.register_buffer("c_mean", torch.zeros(cfg.c_dim))
+            self.register_buffer("c_std", torch.ones(cfg.c_dim))
+
+    def set_c_stats(self, mean, std) -> None:
+        """The training voices' per-dimension mean and SD of c, which `heard` gives every clip (c_norm)."""
+        with torch.no_grad():
+            self.c_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            self.c_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def heard(self, c: torch.Tensor) -> torch.Tensor:
+        """A clip's c (T, H) as the generator reads it: itself, or with `c_norm` moved to the training voices' mean
+        (and SD) (`clip_normalise`)."""
+        if not self.config.c_norm:
+            return c
+        return clip_normalise(c, self.c_mean, self.c_std if self.config.c_norm == "standard" else None)
 
     def identity_maps(self, nu: torch.Tensor) -> list[torch.Tensor]:
         """ν̃: three maps at size/8, /4, /2 with T_id's channels (coarse to fine)."""

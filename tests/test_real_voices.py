@@ -142,13 +142,13 @@ def test_summary_counts_what_it_says():
                 "emotion_top": top, "emotion_p": p, "mouth": mouth, "level": level, "lse_c": 3.0,
                 "real_video_lse_c": 4.0, "mouth_lse_c": mouth_lse_c}
 
-    real = [{"id": "a", "speaker": "A", "sex": "Female", "neutral": True, **run("2", "Female")},
+    real = [{"id": "a", "speaker": "A", "sex": "Female", "neutral": True, **run("2", "Female"), "loud_lse_c": 1.0},
             {"id": "b", "speaker": "B", "sex": "Female", "neutral": True, **run("1", "Male", top="fear", p=0.9)},
             {"id": "c", "speaker": "C", "sex": "Male", "neutral": False, **run("1", "Male", mouth=5.0)},
             {"id": "d", "speaker": "D", "sex": "Male", "neutral": True, "no_speech": True},
             {"id": "e", "speaker": "E", "sex": "Female", "neutral": True,  # unfamiliar: flat read-out, model says fear
              **run("1", "Female", top="uncertain", p=1 / 6), "uncertain": True, "raw_top": "fear", "raw_p": 0.9}]
-    corpus = [{"clip": "x", "actor": "1", "sex": "Male", "emotion_label": "neutral",
+    corpus = [{"clip": "x", "actor": "1", "sex": "Male", "emotion_label": "neutral", "loud_lse_c": 4.0,
                "runs": {"clean": run("1", "Male", level=-20, mouth=10.0), "-10 dB": run("1", "Male", level=-30, mouth=10.0),
                         "+10 dB": run("1", "Male", top="anger", level=-10, mouth=10.0),
                         "noise": run("2", "Female", actor="2", mouth_lse_c=1.5)}}]
@@ -161,6 +161,9 @@ def test_summary_counts_what_it_says():
     assert r["neutral_ok"]["mean"] == pytest.approx(2 / 3) and r["neutral_clips"] == 3
     assert r["neutral_ok_model"]["mean"] == pytest.approx(1 / 3)  # what the students said before the check
     assert r["mouth_ratio"]["mean"] == pytest.approx((1 + 1 + 0.5 + 1) / 4)
+    # generated clips: real / corpus LSE-C 1.0; lips that follow the loudness: 1.0 / 4.0 (only clip a has one)
+    assert r["lse_c_ratio"] == pytest.approx(1.0) and r["loud_lse_c_ratio"] == pytest.approx(0.25)
+    assert r["loud_lse_c_real"]["n"] == 1 and r["lse_c_ratio_of_loud"] == pytest.approx(4.0)
     d = s["degraded"]
     assert d["clean"]["identity_top1"]["mean"] == 1 and d["noise"]["identity_top1"]["mean"] == 0
     assert d["noise"]["sex"]["mean"] == 0 and d["noise"]["real_video_lse_c_share"] == pytest.approx(1.0)
@@ -218,6 +221,27 @@ def test_an_unfamiliar_voice_gets_an_uncertain_emotion(tiny_model, tiny_prep, sp
     assert r.voice_emotion == pytest.approx(base.emotion, abs=1e-5)  # the students' own read-out is kept
     assert list(r.emotion.values()) == pytest.approx([1 / 6] * 6, abs=1e-5)
     assert np.allclose(torch.softmax(torch.from_numpy(r.mu), -1).numpy(), 1 / 6, atol=1e-5)  # what was drawn
+
+
+def test_render_lips_opens_the_jaw_with_the_loudness():
+    """The corpus' mouth rule driven by any audio: without phonemes the jaw follows the loudness alone (shut in
+    silence, open on the loud syllables); the clip has the corpus' frame count; the same seed, the same frames."""
+    from s2v.corpus.faces import pool_identity
+    from s2v.corpus.make import CORPUS_FPS, render_lips
+
+    bench = _bench()
+    w = _voice(2.0)
+    w[SAMPLE_RATE // 2: SAMPLE_RATE] = 0  # half a second of silence
+    actor = pool_identity(0, 0)
+    frames = render_lips(actor, w, 64, seed=3)
+    assert frames.shape == (2 * CORPUS_FPS, 64, 64, 3) and frames.dtype == np.uint8
+    assert np.array_equal(frames, render_lips(actor, w, 64, seed=3))
+    box = bench.mouth_box(frames).astype(np.float32)
+    shut = render_lips(actor, np.zeros_like(w), 64, seed=3)
+    opening = np.abs(box - bench.mouth_box(shut).astype(np.float32)).mean((1, 2))
+    silent = slice(CORPUS_FPS // 2 + 4, CORPUS_FPS - 4)  # away from the edges (the rule smooths over frames)
+    loud = np.r_[4:CORPUS_FPS // 2 - 4, CORPUS_FPS + 4:2 * CORPUS_FPS - 4]
+    assert opening[silent].max() < 0.2 * opening[loud].mean() and opening[loud].mean() > 2
 
 
 def test_augment_draws_conditions_and_gains():

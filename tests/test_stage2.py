@@ -335,6 +335,18 @@ def test_stage2_with_the_expert_sync_loss_and_without_d_sync(tiny_prep, tiny_sta
         c = frames[0]["c"].numpy()
         seen |= {k for k, f in enumerate([clean, *copies]) if np.allclose(c, f.window(i, t, fps, 1))}
     assert seen == {0, 1, 2}
+    # --c-norm, switched on for a fine-tuning: the generator keeps the training clips' c statistics and reads
+    # every clip's c normalised; a generator made so cannot be fine-tuned without it
+    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, tmp_path / "n", "--max-steps", "1", "--context", "1",
+                            "--init-generator", str(out), "--c-norm", "mean"), cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    g = Generator.from_pretrained(tmp_path / "n" / "generator")
+    mean, std = AudioFeatures.load(tmp_path / "n" / "features").stats(Prepared(tiny_prep).split("train"))
+    assert g.config.c_norm == "mean" and np.allclose(g.c_mean.numpy(), mean, atol=1e-3) and np.allclose(g.c_std.numpy(), std, atol=1e-3)
+    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, tmp_path / "x", "--init-generator", str(tmp_path / "n")),
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "give --c-norm mean" in r.stderr
     r = subprocess.run(_cmd(tiny_prep, tiny_stage1, tmp_path / "x", "--lambda-sync-expert", "1"), cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "--sync-expert" in r.stderr
@@ -354,6 +366,42 @@ def test_generator_nu_norm_puts_teacher_and_student_in_one_space():
         g = Generator(GeneratorConfig(size=32, c_dim=16, nu_dim=32, base=32, nu_norm=norm)).eval()
         same = torch.allclose(g(c, nu, mu)[0], g(c, 3 * nu - 1.5, mu)[0], atol=1e-5)
         assert same == norm
+
+
+def test_generator_c_norm_reads_how_c_moves_within_the_clip(tmp_path):
+    """c_norm "mean": a clip's c shifted as a whole (dimension by dimension) gives the same frames, and every clip
+    reaches the generator with the training voices' mean; "standard": also scaled as a whole, with their SD too;
+    without it (the paper) neither."""
+    from s2v.generator import Generator, GeneratorConfig, clip_normalise, generate_clip
+
+    torch.manual_seed(0)
+    c, mu, nu = torch.randn(40, 16), torch.randn(6), torch.rand(32)
+    shift, scale = torch.randn(16), 1 + torch.rand(16)
+    mean, std = torch.randn(16), torch.rand(16) + 0.5
+    x = clip_normalise(c * scale + shift, mean, std)
+    assert torch.allclose(x.mean(0), mean, atol=1e-4) and torch.allclose(x.std(0, unbiased=False), std, atol=1e-4)
+    assert np.allclose(clip_normalise((c * scale + shift).numpy(), mean.numpy(), std.numpy()), x.numpy(), atol=1e-5)
+    y = clip_normalise(c + shift, mean)
+    assert torch.allclose(y.mean(0), mean, atol=1e-4) and torch.allclose(y - y.mean(0), c - c.mean(0), atol=1e-5)
+    for norm, same_under in ((None, ()), ("mean", ("shift",)), ("standard", ("shift", "scale"))):
+        g = Generator(GeneratorConfig(size=32, c_dim=16, nu_dim=32, base=32, context=1, c_norm=norm)).eval()
+        with torch.no_grad():
+            g.audio[0].weight.mul_(20)  # an untrained generator hardly reads c
+        if norm:
+            g.set_c_stats(mean, std)
+        for name, moved in (("shift", c + shift), ("scale", c * scale)):
+            assert torch.allclose(g.heard(c), g.heard(moved), atol=1e-4) == (name in same_under)
+            diff = (generate_clip(g, c, nu, mu, 10, 30) - generate_clip(g, moved, nu, mu, 10, 30)).abs().max()
+            assert (diff < 1e-5) == (name in same_under), (norm, name, diff)
+    with pytest.raises(ValueError, match="c_norm"):
+        GeneratorConfig(c_norm="clip")
+    Generator(GeneratorConfig(size=32, c_dim=16, nu_dim=32, base=32)).save_pretrained(tmp_path / "plain")
+    assert not hasattr(Generator.from_pretrained(tmp_path / "plain"), "c_mean")
+    g = Generator(GeneratorConfig(size=32, c_dim=16, nu_dim=32, base=32, c_norm="mean"))
+    g.set_c_stats(mean, std)
+    g.save_pretrained(tmp_path / "norm")
+    back = Generator.from_pretrained(tmp_path / "norm")
+    assert back.config.c_norm == "mean" and torch.allclose(back.c_mean, mean) and torch.allclose(back.c_std, std)
 
 
 def test_stage2_survives_sigkill_and_resumes(tiny_prep, tiny_stage1, tmp_path):

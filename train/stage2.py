@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,11 @@ def parse_args(argv=None):
     p.add_argument("--augment-pitch", type=float, default=0.0,
                    help="with --augment: each copy is first another voice, pitch and formants shifted by up to this "
                         "many semitones either way (s2v.degrade.pitch_shift; duration kept); 0: none")
+    p.add_argument("--c-norm", default=None, choices=("mean", "standard"),
+                   help="beyond the paper: the generator reads each clip's c with the training voices' mean (and, "
+                        "standard, SD) in place of the clip's own, dimension by dimension (GeneratorConfig.c_norm), "
+                        "so that a voice recorded otherwise than the corpus (a shift of c_t as a whole) moves the "
+                        "mouth as a corpus voice does; default: c as the encoder gives it (the paper)")
     p.add_argument("--offsync-min", type=int, default=3, help="|τ - τ'| in frames for off-sync pairs")
     p.add_argument("--sample-steps", type=int, default=250)
     p.add_argument("--batches", default="auto", choices=("auto", "device", "loader"),
@@ -144,15 +150,24 @@ def main(args) -> dict:
     id_channels = tuple(int(targets[f"still_map{j}"].shape[1]) for j in range(3))
     gcfg = GeneratorConfig(size=data.size, c_dim=feats.c.shape[1], context=args.context, nu_dim=feats.nu.shape[1],
                            mu_dim=feats.mu.shape[1], id_channels=id_channels, base=args.base,
-                           identity_branch=not args.no_identity_branch, nu_norm=args.nu_source != "student")
+                           identity_branch=not args.no_identity_branch, nu_norm=args.nu_source != "student",
+                           c_norm=args.c_norm)
     G = Generator(gcfg)
+    if args.c_norm:  # the training voices' c statistics (a generator fine-tuned from a c_norm one keeps its own)
+        G.set_c_stats(*feats.stats(data.split("train")))
     if args.init_generator:
         init = Generator.from_pretrained(Path(args.init_generator) / "generator"
                                          if (Path(args.init_generator) / "generator").is_dir() else args.init_generator)
-        if init.config != gcfg:
+        if init.config.c_norm and init.config.c_norm != args.c_norm:
+            raise SystemExit(f"error: --init-generator {args.init_generator} reads c normalised by clip: give "
+                             f"--c-norm {init.config.c_norm}")
+        if replace(init.config, c_norm=args.c_norm) != gcfg:  # c_norm may be switched on for the fine-tuning
             raise SystemExit(f"error: --init-generator {args.init_generator} was trained with {init.config}, "
                              f"these settings make {gcfg}")
-        G.load_state_dict(init.state_dict())
+        G.load_state_dict(init.state_dict(), strict=init.config.c_norm == args.c_norm)
+    raw = feats  # c as the encoder gave it (the sample grids' generate_clip normalises it itself)
+    if args.c_norm:
+        feats = feats.normalised(G)
     D = Discriminators(DiscriminatorsConfig(size=data.size, c_dim=gcfg.c_dim, window=gcfg.window,
                                             id_channels=id_channels, width=args.d_width))
     # channels_last: oneDNN's and cuDNN's fast layout for these convolutions (CPU: +6 % training, +48 % inference,
@@ -248,7 +263,7 @@ def main(args) -> dict:
             run.log({**{f"g/{k}": v.item() for k, v in g.items()}, **{f"d/{k}": v.item() for k, v in d.items()}}, step)
         if run.is_main and (step % args.sample_steps == 0 or step == args.max_steps):
             clock.pause()
-            grid = sample_grid(acc.unwrap_model(G), data, feats, fixed, acc.device)
+            grid = sample_grid(acc.unwrap_model(G), data, raw, fixed, acc.device)
             save_png(run.out / "samples" / f"step-{step:06d}.png", grid)
             if args.report_to:
                 for tracker in acc.trackers:

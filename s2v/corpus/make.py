@@ -110,14 +110,27 @@ def synth_speech(spec: ClipSpec) -> tuple[np.ndarray, list[tuple[str, float]]]:
 
 def render_clip(spec: ClipSpec, size: int, audio: np.ndarray, phonemes) -> np.ndarray:
     """(T, size, size, 3) uint8 frames that follow `audio`."""
-    n = num_frames(audio.size, CORPUS_FPS)
     k = LEVELS[spec.level] if spec.emotion != "NEU" else 0.0
     renderer = FaceRenderer(spec.actor.face, EXPRESSION[spec.emotion].scaled(k), size)
+    return _speak(renderer, audio, phonemes, spec.rng(2), 1.0 + 0.5 * (spec.emotion in ("ANG", "FEA", "HAP")) * k)
+
+
+def render_lips(actor: Actor, audio: np.ndarray, size: int = 128, seed: int = 0, phonemes=None) -> np.ndarray:
+    """(T, size, size, 3) uint8 frames of `actor`'s neutral face speaking `audio` (16 kHz, any source) by the
+    corpus' rule: visemes from `phonemes` (eSpeak's (name, seconds) events) or, without them, one open vowel
+    wherever the audio is voiced, so that the jaw follows the audio's loudness alone. Any recorded speech can drive
+    that: `benchmarks/real_voices.py` scores such clips as a reference for what a sync judge makes of a voice."""
+    renderer = FaceRenderer(actor.face, EXPRESSION["NEU"].scaled(0.0), size)
+    return _speak(renderer, audio, phonemes if phonemes is not None else [("a", 0.0)], np.random.default_rng(seed))
+
+
+def _speak(renderer: FaceRenderer, audio: np.ndarray, phonemes, rng: np.random.Generator,
+           motion: float = 1.0) -> np.ndarray:
+    n = num_frames(audio.size, CORPUS_FPS)
     mouths, _ = mouth_track(phonemes, audio, CORPUS_FPS, n)
     energy = frame_rms(audio, CORPUS_FPS, n)
     energy = energy / (energy.max() + 1e-8)
-    motion = 1.0 + 0.5 * (spec.emotion in ("ANG", "FEA", "HAP")) * k
-    pose = poses(n, CORPUS_FPS, spec.rng(2), energy, motion)
+    pose = poses(n, CORPUS_FPS, rng, energy, motion)
     return np.stack([renderer.frame(m, p) for m, p in zip(mouths, pose)])
 
 
