@@ -153,6 +153,8 @@ class Runner:
         model = Path(args.model)
         self.judges = Judges(_find(model, "teachers"), _find(model, "syncnet", required=False), self.pipe.gallery,
                              self.device, args.emotion_judge, args.identity_judge, args.sync_judge)
+        # the held-out sync judge when given, else the model's own expert
+        self.sync_judge = self.judges.sync2 if self.judges.sync2 is not None else self.judges.sync
 
     def loudness_lse_c(self, wav: np.ndarray, k: int, size: int) -> float | None:
         """LSE-C (by the held-out sync judge when given) of a face whose lips follow `wav`'s loudness by the
@@ -163,11 +165,10 @@ class Runner:
         from s2v.corpus.make import CORPUS_FPS, render_lips
         from s2v.syncnet import sync_scores
 
-        judge = self.judges.sync2 if self.judges.sync2 is not None else self.judges.sync
-        if judge is None:
+        if self.sync_judge is None:
             return None
         frames = crop_clip(render_lips(pool_identity(k % LOUDNESS_FACES, 0), wav, 128, seed=k), size, "center")
-        return sync_scores(judge, frames, wav, CORPUS_FPS)["lse_c"]
+        return sync_scores(self.sync_judge, frames, wav, CORPUS_FPS)["lse_c"]
 
     def run(self, wav: np.ndarray, keep_frame: bool = False, clean: np.ndarray | None = None) -> dict:
         """Generate a clip for `wav` and score it; {"no_speech": True} when the VAD finds no voice. `clean`: the
@@ -182,9 +183,8 @@ class Runner:
             return {"no_speech": True}
         s = self.judges.score(res.frames, res.audio, res.fps)
         s.pop("_embedding", None)
-        judge = self.judges.sync2 if self.judges.sync2 is not None else self.judges.sync
-        if clean is not None and judge is not None:
-            s["mouth_lse_c"] = sync_scores(judge, res.frames, clean, res.fps)["lse_c"]
+        if clean is not None and self.sync_judge is not None:
+            s["mouth_lse_c"] = sync_scores(self.sync_judge, res.frames, clean, res.fps)["lse_c"]
         if keep_frame:  # the middle frame, for the faces figure (taken out before the JSON is written)
             s["_frame"] = res.frames[len(res.frames) // 2]
         top = max(res.emotion, key=res.emotion.get)

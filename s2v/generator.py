@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -31,16 +30,9 @@ def context_windows(c: torch.Tensor, n_frames: int, fps: int, context: int) -> t
 C_NORMS = (None, "mean", "standard")
 
 
-def clip_normalise(c, mean, std=None, eps: float = 1e-3):
-    """(T, H) c of one clip (tensor or array) given `mean` (H,) over its T frames, dimension by dimension:
-    c - c.mean(0) + mean; with `std` (H,) also that SD: (c - c.mean(0)) / c.std(0) * std + mean. In c's type
-    and dtype."""
-    if isinstance(c, np.ndarray):
-        x = c.astype(np.float32)
-        x = x - x.mean(0)
-        if std is not None:
-            x = x / np.maximum(x.std(0), eps) * np.asarray(std, np.float32)
-        return (x + np.asarray(mean, np.float32)).astype(c.dtype)
+def clip_normalise(c: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | None = None, eps: float = 1e-3):
+    """(T, H) c of one clip given `mean` (H,) over its T frames, dimension by dimension: c - c.mean(0) + mean;
+    with `std` (H,) also that SD: (c - c.mean(0)) / c.std(0) * std + mean. In c's dtype."""
     x = c.float()
     x = x - x.mean(0)
     if std is not None:

@@ -380,7 +380,6 @@ def test_generator_c_norm_reads_how_c_moves_within_the_clip(tmp_path):
     mean, std = torch.randn(16), torch.rand(16) + 0.5
     x = clip_normalise(c * scale + shift, mean, std)
     assert torch.allclose(x.mean(0), mean, atol=1e-4) and torch.allclose(x.std(0, unbiased=False), std, atol=1e-4)
-    assert np.allclose(clip_normalise((c * scale + shift).numpy(), mean.numpy(), std.numpy()), x.numpy(), atol=1e-5)
     y = clip_normalise(c + shift, mean)
     assert torch.allclose(y.mean(0), mean, atol=1e-4) and torch.allclose(y - y.mean(0), c - c.mean(0), atol=1e-5)
     for norm, same_under in ((None, ()), ("mean", ("shift",)), ("standard", ("shift", "scale"))):

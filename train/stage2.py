@@ -153,8 +153,7 @@ def main(args) -> dict:
                            identity_branch=not args.no_identity_branch, nu_norm=args.nu_source != "student",
                            c_norm=args.c_norm)
     G = Generator(gcfg)
-    if args.c_norm:  # the training voices' c statistics (a generator fine-tuned from a c_norm one keeps its own)
-        G.set_c_stats(*feats.stats(data.split("train")))
+    init = None
     if args.init_generator:
         init = Generator.from_pretrained(Path(args.init_generator) / "generator"
                                          if (Path(args.init_generator) / "generator").is_dir() else args.init_generator)
@@ -165,6 +164,8 @@ def main(args) -> dict:
             raise SystemExit(f"error: --init-generator {args.init_generator} was trained with {init.config}, "
                              f"these settings make {gcfg}")
         G.load_state_dict(init.state_dict(), strict=init.config.c_norm == args.c_norm)
+    if args.c_norm and not (init is not None and init.config.c_norm):  # a c_norm generator keeps its own statistics
+        G.set_c_stats(*feats.stats(data.split("train")))
     raw = feats  # c as the encoder gave it (the sample grids' generate_clip normalises it itself)
     if args.c_norm:
         feats = feats.normalised(G)
