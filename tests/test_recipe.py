@@ -45,6 +45,9 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     assert "--lambda-sync-expert 1.0" in line and "--sync-pull 0.05" in line and "--no-d-sync" in line
     assert line.split("--lambda-lower ")[-1].startswith("20.0")  # the last --lambda-lower is the one argparse keeps
     assert "--init-generator" in line
+    assert "--augment-pitch 3" in line and "--c-norm mean" in line and "--augment 0.5" in line  # real voices
+    clean = _recipe(tmp_path, "--dry-run", "--sync-clean-audio").stdout.splitlines()
+    assert not any("--c-norm" in x or "--augment" in x for x in clean if x.startswith("[stage2"))
     aug = _recipe(tmp_path, "--dry-run", "--sync-augment", "0.5").stdout.splitlines()
     sync_lines = [x for x in aug if x.startswith(("[syncnet]", "[sync-judge]"))]
     assert len(sync_lines) == 2 and all("--augment 0.5" in x for x in sync_lines)

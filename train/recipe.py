@@ -62,6 +62,10 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     stage2 = ["train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers", str(r / "teachers"),
               "--nu-source", a.nu_source, "--context", "2", "--lambda-lower", "10", "--lambda-expr", "2",
               "--expr-region", "upper", "--batch-size", n(g(16, 256), 4), *s2_fast]
+    # stage2-sync also hears degraded copies of the speech in shifted voices, and reads each clip's c_t less the
+    # training voices' mean: real microphone voices (README, Real voices)
+    sync_voices = [] if a.sync_clean_audio else ["--augment", "0.5", "--augment-copies", n(2, 1), "--augment-pitch",
+                                                 "3", "--c-norm", "mean"]
     return [
         ("corpus", [PY, "-m", "s2v.corpus", "make", "--out", str(corpus), "--seen", n(a.seen, 3), "--unseen",
                     n(a.unseen, 2), "--sentences", n(12, 2), "--size", n(128, 64),
@@ -111,7 +115,7 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
                             "--sync-expert", str(r / "syncnet"), "--sync-pull", str(a.sync_pull),
                             "--lambda-lower", str(a.sync_lower), "--sync-batch",
                             n(g(8, 32), 2), "--max-steps", n(a.sync_steps, 2), "--checkpointing-steps", n(100, 2),
-                            "--sample-steps", n(250, 2), *common, *resume], r / "stage2-sync" / "stage2.json")]
+                            "--sample-steps", n(250, 2), *sync_voices, *common, *resume], r / "stage2-sync" / "stage2.json")]
           if a.sync_loss else []),
         # a second emotion network, on a face pool drawn with another seed, that no training step sees: the
         # evaluation's check on emotion, since stage 2 trains against T_emo's features (--lambda-expr)
@@ -189,6 +193,9 @@ def main(argv=None) -> int:
     p.add_argument("--sync-augment", type=float, default=0.0,
                    help="train the sync expert and the sync judge on degraded audio too (train/syncnet.py --augment; "
                         "0.5 keeps their LSE-C under phone, Opus and noise, README; 0: as the bundle was made)")
+    p.add_argument("--sync-clean-audio", action="store_true",
+                   help="stage2-sync on the clean corpus audio alone, c_t as it comes (bundles before 2026-11-24); by "
+                        "default it also trains on degraded, pitch-shifted copies with --c-norm mean (real voices)")
     p.add_argument("--from", dest="start", default=None, help="rerun from this step on")
     p.add_argument("--only", default=None, help="run just this step")
     p.add_argument("--until", default=None, help="stop after this step")
