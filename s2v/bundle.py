@@ -260,7 +260,7 @@ def swap_generator(model_dir: str | Path, stage2: str | Path, out: str | Path | 
     index["stage2_settings"] = settings
     (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
     how = ", ".join(f"`--{k.replace('_', '-')} {settings[k]}`" for k in ("augment", "augment_copies", "augment_pitch",
-                                                                         "init_generator", "max_steps")
+                                                                         "c_norm", "init_generator", "max_steps")
                     if settings.get(k))
     add_part(tmp, "generator", f"the generator from `{_rel(run)}`" + (f" ({how})" if how else ""))
     if out.exists():

@@ -273,12 +273,13 @@ def test_swap_generator_into_an_assembled_model(tiny_model, tmp_path):
     tuned = Generator(g.config)
     tuned.save_pretrained(run / "generator")
     (run / "stage2.json").write_text(json.dumps({"stage1": str(tiny_model / "stage1"), "metrics": {},
-                                                 "settings": {"augment": 0.5, "augment_copies": 2, "max_steps": 9}}))
+                                                 "settings": {"augment": 0.5, "augment_copies": 2, "c_norm": "mean",
+                                                              "max_steps": 9}}))
     assert main(["--model", str(model), "--generator-from", str(run), "--out", str(tmp_path / "swapped")]) == 0
     index = json.loads((tmp_path / "swapped" / "model_index.json").read_text())
     assert index["parts"]["generator"] == str(run) and index["stage2_settings"]["augment"] == 0.5
     card = (tmp_path / "swapped" / "README.md").read_text()
-    assert "`--augment 0.5`" in card and card.count("- `generator` ") == 1
+    assert "`--augment 0.5`" in card and "`--c-norm mean`" in card and card.count("- `generator` ") == 1
     pipe = Speech2Video.from_pretrained(tmp_path / "swapped", device="cpu")
     for k, v in pipe.generator.state_dict().items():
         assert torch.allclose(v.float(), tuned.state_dict()[k].half().float(), atol=1e-3), k
