@@ -41,6 +41,7 @@ def _driver():
 def test_upload_generate_and_watch_in_chromium(app_server):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
     example = sorted((ROOT / "assets" / "voices" / "seen").glob("*.wav"))[0]
@@ -48,7 +49,9 @@ def test_upload_generate_and_watch_in_chromium(app_server):
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         driver.get(app_server)
-        wait = WebDriverWait(driver, 120)
+        # Gradio replaces an element when a new value arrives: one read between the find and the get is not a failure,
+        # the condition is polled again
+        wait = WebDriverWait(driver, 120, ignored_exceptions=(StaleElementReferenceException,))
         wait.until(ec.element_to_be_clickable((By.XPATH, "//button[contains(@class, 'primary') and normalize-space()='Generate']")))
         # the Speech input opens on the microphone: switch it to upload, then give the file input the example
         inputs = driver.find_elements(By.CSS_SELECTOR, "input[type=file]")
