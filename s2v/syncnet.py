@@ -88,6 +88,7 @@ class SyncNetConfig:
     embed_dim: int = 1024
     region: str = "face"  # face: the whole crop (public); lower: the lower half stretched to S x S
     bgr: bool = True  # channel order the lip stream expects
+    dereverb: bool = False  # audio through WPE (s2v.dereverb) before its MFCCs: the front end for room audio
 
     def __post_init__(self):
         if self.region not in ("face", "lower"):
@@ -208,9 +209,15 @@ def embed_audio_clip(net: SyncNet, audio: np.ndarray, fps: float, n: int, batch:
                      m: np.ndarray | None = None) -> torch.Tensor:
     """(n, D) audio embeddings of the MFCC windows of video frames 0..n-1 (n = T - 4 for a clip of T frames):
     the same for every video of that audio, so an evaluation computes it once per clip and expert. `m`: the
-    audio's `mfcc`, when already computed."""
+    audio's `mfcc`, when already computed (ignored by an expert with the `dereverb` front end, which computes
+    its own from the dereverberated audio)."""
     dev = next(net.parameters()).device
-    m = mfcc(audio) if m is None else m
+    if getattr(net.config, "dereverb", False):
+        from .dereverb import dereverb
+
+        m = mfcc(dereverb(audio))
+    elif m is None:
+        m = mfcc(audio)
     out = []
     for s in range(0, n, batch):
         out.append(net.embed_audio(audio_windows(m, [mfcc_start(i, fps) for i in range(s, min(s + batch, n))])

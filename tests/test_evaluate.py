@@ -15,6 +15,8 @@ from s2v.evaluate import psnr, ssim
 from s2v.syncnet import (SyncNet, SyncNetConfig, import_syncnet_v2, mfcc, mfcc_start, offset_distances,
                          sync_scores)
 
+from conftest import load_benchmark  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -119,13 +121,31 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
                         str(ROOT / "train" / "syncnet.py"), "--data", str(tiny_prep), "--output-dir", str(sync),
                         "--max-steps", "2", "--batch-size", "4", "--candidates", "3", "--width", "0.125",
                         "--embed-dim", "16", "--num-workers", "0", "--eval-clips", "2", "--min-shift", "1",
-                        "--augment", "1"],
+                        "--augment", "1", "--dereverb", "--reverb-copies", "1"],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = json.loads((sync / "metrics.json").read_text())
     assert metrics["steps"] == 2 and "gt_lse_c" in metrics
     # trained on degraded audio (every example, --augment 1): the report scores each recording condition
     assert {f"gt_lse_c_{c}" for c in ("reverb", "noise", "phone", "opus")} <= set(metrics)
+    # --dereverb: the WPE front end is part of the saved expert, so every later use of it hears through it
+    assert json.loads((sync / "config.json").read_text())["dereverb"] is True
+    assert "dereverberated rooms" in r.stderr
+    # benchmarks/sync_rooms.py: each condition's share of clean LSE-C, the front end as saved and switched on
+    trained = SyncNet.from_pretrained(sync)
+    plain = SyncNet(dataclasses.replace(trained.config, dereverb=False))
+    plain.load_state_dict(trained.state_dict())
+    plain.save_pretrained(tmp_path / "plain")
+    res = load_benchmark("sync_rooms").main(["--data", str(tiny_prep), "--expert", str(sync), "--expert",
+                                             str(tmp_path / "plain"), "--front-end", "both", "--clips", "2"])
+    got = [(Path(r["expert"]).name, r["front_end"]) for r in res["rows"]]
+    assert got == [("syncnet", True), ("plain", False), ("plain", True)]  # saved with it: one row
+    assert res["rows"][0]["per_clip"] == res["rows"][2]["per_clip"]  # the same weights, audio and front end
+    for row in res["rows"]:
+        assert row["clips"] == 2 and row["clean"] == pytest.approx(np.mean(row["per_clip"]["clean"]), abs=2e-3)
+        for c in ("reverb", "noise", "phone", "opus"):
+            want = np.mean(row["per_clip"][c]) / np.mean(row["per_clip"]["clean"])
+            assert row[c] == pytest.approx(want, abs=2e-3) and row[f"{c}_se"] >= 0
     # a held-out identity judge with attribute classifiers fitted on a small labelled face pool
     import shutil
 

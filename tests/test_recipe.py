@@ -51,6 +51,10 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     aug = _recipe(tmp_path, "--dry-run", "--sync-augment", "0.5").stdout.splitlines()
     sync_lines = [x for x in aug if x.startswith(("[syncnet]", "[sync-judge]"))]
     assert len(sync_lines) == 2 and all("--augment 0.5" in x for x in sync_lines)
+    assert not any("--dereverb" in x for x in aug)
+    derev = _recipe(tmp_path, "--dry-run", "--sync-augment", "0.5", "--sync-dereverb").stdout.splitlines()
+    sync_lines = [x for x in derev if x.startswith(("[syncnet]", "[sync-judge]"))]
+    assert len(sync_lines) == 2 and all("--augment 0.5" in x and "--dereverb" in x for x in sync_lines)
     assert not any("--augment" in x for x in dry.stdout.splitlines() if x.startswith(("[syncnet]", "[sync-judge]")))
     aug1 = next(x for x in dry.stdout.splitlines() if x.startswith("[stage1-aug]"))
     assert "--augment 0.5" in aug1 and "--identity-from" in dry.stdout

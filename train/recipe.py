@@ -46,6 +46,7 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     common = ["--num-workers", n(2, 0)]
     sync_tiny = ["--min-shift", "1", "--candidates", "3", "--eval-clips", "2"] if tiny else []
     sync_tiny = sync_tiny + (["--augment", str(a.sync_augment)] if a.sync_augment else [])
+    sync_tiny = sync_tiny + (["--dereverb"] if a.sync_dereverb else [])
     final = r / ("stage2-sync" if a.sync_loss else "stage2")
     gpu = a.profile == "gpu"
     g = (lambda cpu, on_gpu: str(on_gpu if gpu else cpu))  # noqa: E731
@@ -193,6 +194,9 @@ def main(argv=None) -> int:
     p.add_argument("--sync-augment", type=float, default=0.0,
                    help="train the sync expert and the sync judge on degraded audio too (train/syncnet.py --augment; "
                         "0.5 keeps their LSE-C under phone, Opus and noise, README; 0: as the bundle was made)")
+    p.add_argument("--sync-dereverb", action="store_true",
+                   help="the sync expert and the sync judge hear audio through a WPE dereverberation front end "
+                        "(train/syncnet.py --dereverb; with --sync-augment their room examples are dereverberated too)")
     p.add_argument("--sync-clean-audio", action="store_true",
                    help="stage2-sync on the clean corpus audio alone, c_t as it comes (bundles before 2026-11-24); by "
                         "default it also trains on degraded, pitch-shifted copies with --c-norm mean (real voices)")

@@ -42,16 +42,33 @@ def parse_args(argv=None):
                    help="share of examples whose audio goes through a recording condition (s2v.degrade: room "
                         "reverb, noise, phone band + AMR, Opus), each also at a random gain within ±10 dB; 0: none. "
                         "The report adds ground truth's LSE-C against each degraded audio")
+    p.add_argument("--dereverb", action="store_true",
+                   help="the expert hears audio through WPE dereverberation (s2v.dereverb; saved in its config, "
+                        "so every use of it does the same); with --augment, its reverberant examples are "
+                        "dereverberated copies made before training (--reverb-copies per clip)")
+    p.add_argument("--reverb-copies", type=int, default=2, help="with --dereverb: reverberant copies per clip")
+    p.add_argument("--init-expert", default=None,
+                   help="start from this saved expert's weights (same layout; e.g. a clean-audio expert fine-tuned "
+                        "with --augment / --dereverb)")
     return p.parse_args(argv)
+
+
+def dereverbed_copies(data: Prepared, ids: list[int], k: int, seed: int, show: bool = True) -> dict[int, list]:
+    """{clip: [k copies in s2v.degrade's room, dereverberated]} of `ids` (s2v.dereverb.dereverbed_rooms)."""
+    from s2v.dereverb import dereverbed_rooms
+
+    jobs = [(i, seed * 1_000_003 + 7919 * i + j) for i in ids for j in range(k)]
+    out = dereverbed_rooms([data.audio(i) for i, _ in jobs], [s for _, s in jobs], show=show)
+    return {i: out[n * k:(n + 1) * k] for n, i in enumerate(ids)}
 
 
 class SyncPairs(torch.utils.data.Dataset):
     """(video window (3, 5, S, S), audio windows (K, 1, 13, 20)); the in-sync window is index 0."""
 
     def __init__(self, data: Prepared, ids: list[int], net_config: SyncNetConfig, k: int, min_shift: int,
-                 length: int = 10 ** 7, augment: float = 0.0):
+                 length: int = 10 ** 7, augment: float = 0.0, rooms: dict[int, list] | None = None):
         self.data, self.ids, self.k, self.min_shift, self.length = data, ids, k, min_shift, length
-        self.config, self.augment = net_config, augment
+        self.config, self.augment, self.rooms = net_config, augment, rooms
 
     def __len__(self) -> int:
         return self.length
@@ -68,7 +85,13 @@ class SyncPairs(torch.utils.data.Dataset):
         if self.augment > 0:
             from s2v.degrade import augment
 
-            wav = augment(wav, rng, self.augment)
+            conditions = None
+            if self.rooms is not None:  # the room condition: one of the clip's dereverberated copies
+                from s2v.degrade import CONDITIONS
+
+                copies = self.rooms[i]
+                conditions = {**CONDITIONS, "reverb": lambda w, r: copies[r.integers(len(copies))].astype(np.float32)}
+            wav = augment(wav, rng, self.augment, conditions=conditions)
         audio = audio_windows(mfcc(wav), [mfcc_start(s, fps) for s in starts])
         return video, audio
 
@@ -77,13 +100,23 @@ def main(args) -> dict:
     run = Run(args, "syncnet")
     acc = run.accelerator
     data = Prepared(args.data)
-    cfg = SyncNetConfig(image_size=args.image_size, width=args.width, embed_dim=args.embed_dim, region=args.region)
+    cfg = SyncNetConfig(image_size=args.image_size, width=args.width, embed_dim=args.embed_dim, region=args.region,
+                        dereverb=args.dereverb)
     net = SyncNet(cfg)
+    if args.init_expert:
+        init = SyncNet.from_pretrained(args.init_expert)
+        if {k: v for k, v in vars(init.config).items() if k != "dereverb"} != \
+                {k: v for k, v in vars(cfg).items() if k != "dereverb"}:
+            raise SystemExit(f"error: --init-expert {args.init_expert} is a {init.config}, not a {cfg}")
+        net.load_state_dict(init.state_dict())
     train = [i for i in data.split("train") if data.clips[i]["n_frames"] >= VIDEO_WINDOW + 2 * args.min_shift]
     if not train:
         raise SystemExit(f"error: no training clip of {VIDEO_WINDOW + 2 * args.min_shift}+ frames in {args.data}")
+    rooms = None
+    if args.dereverb and args.augment > 0:
+        rooms = dereverbed_copies(data, train, args.reverb_copies, args.seed, show=run.is_main)
     loader = torch.utils.data.DataLoader(SyncPairs(data, train, cfg, args.candidates, args.min_shift,
-                                                  augment=args.augment),
+                                                  augment=args.augment, rooms=rooms),
                                          batch_size=args.batch_size, num_workers=args.num_workers)
     opt = torch.optim.Adam(net.parameters(), lr=args.learning_rate)
     net, opt, loader = acc.prepare(net, opt, loader)
