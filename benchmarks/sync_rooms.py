@@ -66,12 +66,9 @@ def main(argv=None) -> dict:
     p.add_argument("--out", help="write the figures and per-clip values as JSON")
     args = p.parse_args(argv)
 
-    import torch
-
     from s2v.data import Prepared
     from s2v.syncnet import VIDEO_WINDOW, SyncNet
 
-    torch.set_grad_enabled(False)
     data = Prepared(args.data)
     ids = [i for i in data.split("test") if data.clips[i]["n_frames"] > 2 * VIDEO_WINDOW]
     if not ids:

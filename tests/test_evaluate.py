@@ -141,6 +141,7 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
     got = [(Path(r["expert"]).name, r["front_end"]) for r in res["rows"]]
     assert got == [("syncnet", True), ("plain", False), ("plain", True)]  # saved with it: one row
     assert res["rows"][0]["per_clip"] == res["rows"][2]["per_clip"]  # the same weights, audio and front end
+    assert torch.is_grad_enabled()  # the benchmark ran in this process and left autograd as it found it
     for row in res["rows"]:
         assert row["clips"] == 2 and row["clean"] == pytest.approx(np.mean(row["per_clip"]["clean"]), abs=2e-3)
         for c in ("reverb", "noise", "phone", "opus"):
