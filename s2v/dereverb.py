@@ -49,7 +49,7 @@ def _one_thread() -> None:
 
 def dereverbed_rooms(wavs: list[np.ndarray], seeds: list[int], show: bool = True) -> list[np.ndarray]:
     """Each voice in `s2v.degrade`'s room (drawn from its seed), then dereverberated: what an expert with the
-    front end hears of reverberant speech (float16). WPE takes ~0.2 s for a 2 s clip, too slow for a data
+    front end hears of reverberant speech (float16). WPE takes 0.2–0.3 s for a 2 s clip, too slow for a data
     loader, so a trainer makes these once, in a worker process per core held to one BLAS thread (with the
     parent's thread pools, two workers on two cores ran three to ten times slower)."""
     import os
