@@ -37,25 +37,6 @@ def share(x: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     return float(r), float(np.sqrt(max(var, 0.0)))
 
 
-def score(net, data, ids: list[int], seed: int, progress: bool = True) -> dict[str, np.ndarray]:
-    """{condition: (clips,) LSE-C of ground truth against that audio}, 'clean' first."""
-    from tqdm.auto import tqdm
-
-    from s2v.degrade import CONDITIONS
-    from s2v.syncnet import embed_video_clip, sync_scores
-
-    net.eval()
-    out: dict[str, list] = {"clean": [], **{c: [] for c in CONDITIONS}}
-    rng = np.random.default_rng(seed)
-    for i in tqdm(ids, desc="clips", disable=not progress, leave=False):
-        video = embed_video_clip(net, np.asarray(data.frames(i)))
-        audio, fps = data.audio(i), data.clips[i]["fps"]
-        out["clean"].append(sync_scores(net, None, audio, fps, video_embedding=video)["lse_c"])
-        for c, f in CONDITIONS.items():
-            out[c].append(sync_scores(net, None, f(audio, rng), fps, video_embedding=video)["lse_c"])
-    return {k: np.asarray(v) for k, v in out.items()}
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="prepared clips (data/prep64)")
@@ -67,13 +48,13 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     from s2v.data import Prepared
-    from s2v.syncnet import VIDEO_WINDOW, SyncNet
+    from s2v.degrade import CONDITIONS
+    from s2v.syncnet import VIDEO_WINDOW, SyncNet, ground_truth_scores, seeded_test_clips
 
     data = Prepared(args.data)
-    ids = [i for i in data.split("test") if data.clips[i]["n_frames"] > 2 * VIDEO_WINDOW]
+    ids = seeded_test_clips(data, args.clips, args.seed)
     if not ids:
         raise SystemExit(f"error: no test clip of {2 * VIDEO_WINDOW + 1}+ frames in {args.data}")
-    ids = sorted(np.random.default_rng(args.seed).choice(ids, size=min(args.clips, len(ids)), replace=False).tolist())
     modes = {"saved": (False,), "on": (True,), "both": (False, True)}[args.front_end]
     rows = []
     for path in args.expert:
@@ -85,7 +66,8 @@ def main(argv=None) -> dict:
             if on and not saved.config.dereverb:
                 net = SyncNet(dataclasses.replace(saved.config, dereverb=True))
                 net.load_state_dict(saved.state_dict())
-            lse = score(net, data, ids, args.seed)
+            lse = {k: np.array([r["lse_c"] for r in v])
+                   for k, v in ground_truth_scores(net, data, ids, args.seed, CONDITIONS, progress=True).items()}
             row = {"expert": path, "front_end": bool(net.config.dereverb), "clips": len(ids),
                    "clean": round(float(lse["clean"].mean()), 3)}
             for c in lse:

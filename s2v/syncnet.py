@@ -254,6 +254,33 @@ def scores_of(mdist: torch.Tensor, vshift: int = VSHIFT) -> dict:
             "distances": mdist.numpy()}
 
 
+def seeded_test_clips(data, n: int, seed: int) -> list[int]:
+    """Up to `n` of `data`'s test clips long enough to score (over 2 lip windows), drawn with `seed`, in order."""
+    ids = [i for i in data.split("test") if data.clips[i]["n_frames"] > 2 * VIDEO_WINDOW]
+    return sorted(np.random.default_rng(seed).choice(ids, size=min(n, len(ids)), replace=False).tolist()) if ids else []
+
+
+def ground_truth_scores(net: SyncNet, data, ids: list[int], seed: int, conditions: dict | None = None,
+                        progress: bool = False) -> dict[str, list[dict]]:
+    """{"clean": [sync_scores of each clip's own video against its audio], and per name in `conditions` (name ->
+    function(wav, rng), e.g. `s2v.degrade.CONDITIONS`) the same against the degraded audio}. The video side is
+    embedded once per clip; the degradations are drawn from one generator seeded with `seed`, clip by clip, so
+    every expert scored with the same seed hears the same audio."""
+    from tqdm.auto import tqdm
+
+    net.eval()
+    conditions = conditions or {}
+    out: dict[str, list] = {"clean": [], **{c: [] for c in conditions}}
+    rng = np.random.default_rng(seed)
+    for i in tqdm(ids, desc="clips", disable=not progress, leave=False):
+        video = embed_video_clip(net, np.asarray(data.frames(i)))
+        audio, fps = data.audio(i), data.clips[i]["fps"]
+        out["clean"].append(sync_scores(net, None, audio, fps, video_embedding=video))
+        for c, f in conditions.items():
+            out[c].append(sync_scores(net, None, f(audio, rng), fps, video_embedding=video))
+    return out
+
+
 def import_syncnet_v2(path: str | os.PathLike) -> SyncNet:
     """Load the public `syncnet_v2.model` (a state dict keyed netcnnaud.*, netfcaud.*, netcnnlip.*, netfclip.*)."""
     state = torch.load(str(path), map_location="cpu", weights_only=True)

@@ -44,9 +44,9 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     n = (lambda full, small: str(small if tiny else full))  # noqa: E731
     resume = ["--resume-from-checkpoint", "latest"]
     common = ["--num-workers", n(2, 0)]
-    sync_tiny = ["--min-shift", "1", "--candidates", "3", "--eval-clips", "2"] if tiny else []
-    sync_tiny = sync_tiny + (["--augment", str(a.sync_augment)] if a.sync_augment else [])
-    sync_tiny = sync_tiny + (["--dereverb"] if a.sync_dereverb else [])
+    sync_flags = ["--min-shift", "1", "--candidates", "3", "--eval-clips", "2"] if tiny else []
+    sync_flags = sync_flags + (["--augment", str(a.sync_augment)] if a.sync_augment else [])
+    sync_flags = sync_flags + (["--dereverb"] if a.sync_dereverb else [])
     final = r / ("stage2-sync" if a.sync_loss else "stage2")
     gpu = a.profile == "gpu"
     g = (lambda cpu, on_gpu: str(on_gpu if gpu else cpu))  # noqa: E731
@@ -101,12 +101,12 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
          r / "stage1-aug" / "metrics.json"),
         ("syncnet", [*LAUNCH, "train/syncnet.py", "--data", str(prep), "--output-dir", str(r / "syncnet"),
                      "--max-steps", n(1500, 4), "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2),
-                     *sync_tiny, *common, *resume], r / "syncnet" / "metrics.json"),
+                     *sync_flags, *common, *resume], r / "syncnet" / "metrics.json"),
         # a second sync expert (another seed and width) that no training step sees: the evaluation's sync judge,
         # since stage2-sync trains through the first
         ("sync-judge", [*LAUNCH, "train/syncnet.py", "--data", str(prep), "--output-dir", str(r / "sync-judge"),
                         "--seed", "1", "--width", "0.375", "--embed-dim", "128", "--max-steps", n(1500, 4),
-                        "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2), *sync_tiny, *common, *resume],
+                        "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2), *sync_flags, *common, *resume],
          r / "sync-judge" / "metrics.json"),
         ("stage2", [*LAUNCH, *stage2, "--output-dir", str(r / "stage2"), "--max-steps", n(g(3000, 2000), 4),
                     "--checkpointing-steps", n(250, 2), "--sample-steps", n(500, 2), *common, *resume],

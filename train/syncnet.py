@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s2v.data import Prepared  # noqa: E402
-from s2v.syncnet import (VIDEO_WINDOW, SyncNet, SyncNetConfig, audio_windows, lip_input,  # noqa: E402
-                         embed_video_clip, mfcc, mfcc_start, shifted_starts, sync_scores, video_windows)
+from s2v.syncnet import (VIDEO_WINDOW, SyncNet, SyncNetConfig, audio_windows, ground_truth_scores,  # noqa: E402
+                         lip_input, mfcc, mfcc_start, seeded_test_clips, shifted_starts, video_windows)
 from s2v.training import Run, add_common_args, infinite  # noqa: E402
 
 
@@ -167,25 +167,19 @@ def main(args) -> dict:
 def report(net: SyncNet, data: Prepared, n: int, seed: int, degraded: bool = False) -> dict:
     """Ground truth's LSE-D, LSE-C and in-sync rate (|offset| <= 1) on a seeded set of test clips; with
     `degraded`, also ground truth's LSE-C against the same audio under each of s2v.degrade's conditions."""
-    ids = [i for i in data.split("test") if data.clips[i]["n_frames"] > 2 * VIDEO_WINDOW]
+    from s2v.degrade import CONDITIONS
+
+    ids = seeded_test_clips(data, n, seed)
     if not ids:
         return {}
-    ids = sorted(np.random.default_rng(seed).choice(ids, size=min(n, len(ids)), replace=False).tolist())
-    net.eval()
-    video = {i: embed_video_clip(net, np.asarray(data.frames(i))) for i in ids}  # the same under every condition
-    rows = [sync_scores(net, None, data.audio(i), data.clips[i]["fps"], video_embedding=video[i]) for i in ids]
+    scores = ground_truth_scores(net, data, ids, seed, CONDITIONS if degraded else None)
+    rows = scores.pop("clean")
     out = {"gt_lse_d": round(float(np.mean([r["lse_d"] for r in rows])), 4),
            "gt_lse_c": round(float(np.mean([r["lse_c"] for r in rows])), 4),
            "gt_in_sync": round(float(np.mean([abs(r["offset"]) <= 1 for r in rows])), 4),
            "gt_clips": len(ids)}
-    if degraded:
-        from s2v.degrade import CONDITIONS
-
-        rng = np.random.default_rng(seed)
-        for name, f in CONDITIONS.items():
-            c = [sync_scores(net, None, f(data.audio(i), rng), data.clips[i]["fps"], video_embedding=video[i])["lse_c"]
-                 for i in ids]
-            out[f"gt_lse_c_{name}"] = round(float(np.mean(c)), 4)
+    for name, c in scores.items():
+        out[f"gt_lse_c_{name}"] = round(float(np.mean([r["lse_c"] for r in c])), 4)
     return out
 
 
