@@ -136,17 +136,24 @@ CONDITIONS = {  # the benchmark's degradations: name -> function(wav, rng)
 
 
 def augment(wav: np.ndarray, rng: np.random.Generator, p: float = 0.5, gain_db: float = 10.0,
-            semitones: float = 0.0, conditions: dict | None = None) -> np.ndarray:
+            semitones: float = 0.0, conditions: dict | None = None, weights: dict | None = None) -> np.ndarray:
     """Training-time augmentation: with `semitones` > 0, first another voice (`pitch_shift` by a number of
     semitones drawn uniformly in ±`semitones`); with probability `p`, one of `CONDITIONS` drawn at random; then
     a gain drawn uniformly in ±`gain_db` dB (clipped). p = 0, gain_db = 0 and semitones = 0 leave the voice as
-    it is. `conditions`: the conditions to draw from, `CONDITIONS` when None. (Not for the identity student: a
-    shifted voice is another speaker's.)"""
+    it is. `conditions`: the conditions to draw from, `CONDITIONS` when None; `weights`: {name: relative
+    weight} of the draw (a name left out weighs 1; None: all alike). (Not for the identity student: a shifted
+    voice is another speaker's.)"""
     conditions = CONDITIONS if conditions is None else conditions
     if semitones > 0:
         wav = pitch_shift(wav, float(rng.uniform(-semitones, semitones)))
     if p > 0 and rng.random() < p:
-        wav = conditions[list(conditions)[rng.integers(len(conditions))]](wav, rng)
+        names = list(conditions)
+        if weights is None:
+            name = names[rng.integers(len(names))]
+        else:
+            w = np.array([float(weights.get(k, 1.0)) for k in names])
+            name = names[rng.choice(len(names), p=w / w.sum())]
+        wav = conditions[name](wav, rng)
     if gain_db > 0:
         wav = gain(wav, float(rng.uniform(-gain_db, gain_db)))
     return wav

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from s2v.data import Prepared
 from s2v.labels import AGE_GROUPS
 from s2v.evaluate import psnr, ssim
 from s2v.syncnet import (SyncNet, SyncNetConfig, import_syncnet_v2, mfcc, mfcc_start, offset_distances,
@@ -114,7 +115,7 @@ def test_import_syncnet_v2_layout(tmp_path):
         import_syncnet_v2(tmp_path / "bad.model")
 
 
-def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
+def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path, monkeypatch):
     """train/syncnet.py two steps under accelerate, then a tiny end-to-end `python -m s2v.evaluate`."""
     sync = tmp_path / "syncnet"
     r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
@@ -131,6 +132,20 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
     # --dereverb: the WPE front end is part of the saved expert, so every later use of it hears through it
     assert json.loads((sync / "config.json").read_text())["dereverb"] is True
     assert "dereverberated rooms" in r.stderr
+    # the copies are cached in the data folder: a second run reads them back instead of running WPE again
+    sys.path.insert(0, str(ROOT / "train"))
+    import importlib
+
+    import s2v.dereverb
+
+    syncnet_train = importlib.import_module("syncnet")
+    data = Prepared(tiny_prep)
+    ids = list(map(int, np.load(tiny_prep / "rooms-cache" / "seed0-k1.npz")["ids"]))
+    assert ids and set(ids) <= set(data.split("train"))
+    made = s2v.dereverb.dereverbed_rooms([data.audio(ids[0])], [7919 * ids[0]], show=False)[0]
+    monkeypatch.setattr(s2v.dereverb, "dereverbed_rooms", lambda *a, **k: pytest.fail("WPE ran again"))
+    cached = syncnet_train.dereverbed_copies(data, ids, 1, 0, show=False)
+    assert set(cached) == set(ids) and np.allclose(cached[ids[0]][0], made, atol=1e-6)
     # benchmarks/sync_rooms.py: each condition's share of clean LSE-C, the front end as saved and switched on
     trained = SyncNet.from_pretrained(sync)
     plain = SyncNet(dataclasses.replace(trained.config, dereverb=False))
@@ -195,7 +210,6 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path):
 def _batched_scoring_matches_one_by_one(prep, model, judge, sync):
     """The evaluation's batched path (all methods of a clip generated in shared batches, judged in one batch,
     the audio embedded once per sync expert) gives each video what scoring it alone gives."""
-    from s2v.data import Prepared
     from s2v.evaluate import Judges
     from s2v.generator import generate_clip, generate_clips
     from s2v.pipeline import Speech2Video

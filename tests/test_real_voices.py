@@ -254,6 +254,21 @@ def test_augment_draws_conditions_and_gains():
     assert min(np.corrcoef(w, o)[0, 1] for o in outs) < 0.9  # some conditions change the waveform
 
 
+def test_augment_weights_the_draw_of_conditions():
+    """`weights` (train/syncnet.py --reverb-weight): a condition weighted 3 is drawn about 3/6 of the time among
+    four (about 1/4 unweighted); weight 0 never draws it."""
+    w = _voice()[:1600]
+    marks = {k: (lambda w, rng, i=i: np.full_like(w, float(i + 1))) for i, k in enumerate(D.CONDITIONS)}
+
+    def share(weights, name="reverb", n=600):
+        rng = np.random.default_rng(1)
+        outs = [D.augment(w, rng, p=1.0, gain_db=0, conditions=marks, weights=weights)[0] for _ in range(n)]
+        return np.mean(np.array(outs) == list(D.CONDITIONS).index(name) + 1)
+
+    assert abs(share(None) - 0.25) < 0.06
+    assert abs(share({"reverb": 3}) - 0.5) < 0.06
+    assert share({"reverb": 0}) == 0 and abs(share({"reverb": 0}, "noise") - 1 / 3) < 0.06
+
 def test_dereverb_clears_the_gaps_a_room_fills_and_leaves_dry_speech_alone():
     """s2v.dereverb (WPE, the sync expert's front end): syllables 0.2 s apart in s2v.degrade's room fill the
     pauses between them with their tail; dereverberated, the pauses are much quieter again (at least 5 dB

@@ -56,6 +56,16 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     sync_lines = [x for x in derev if x.startswith(("[syncnet]", "[sync-judge]"))]
     assert len(sync_lines) == 2 and all("--augment 0.5" in x and "--dereverb" in x for x in sync_lines)
     assert not any("--augment" in x for x in dry.stdout.splitlines() if x.startswith(("[syncnet]", "[sync-judge]")))
+    # --sync-rooms: each expert fine-tuned from its own weights on degraded audio through the front end
+    assert "-rooms]" not in dry.stdout
+    rooms = _recipe(tmp_path, "--dry-run", "--sync-rooms").stdout.splitlines()
+    order = [line.split("]")[0][1:] for line in rooms]
+    assert order.index("sync-judge") < order.index("syncnet-rooms") < order.index("sync-judge-rooms") < order.index(
+        "stage2")
+    for name, init in (("syncnet-rooms", "syncnet"), ("sync-judge-rooms", "sync-judge")):
+        line = next(x for x in rooms if x.startswith(f"[{name}]"))
+        assert f"--init-expert {tmp_path / 'runs' / init} " in line and "--augment 0.5 --dereverb" in line
+        assert ("--width 0.375" in line) == (init == "sync-judge")  # the judge's own layout, or --init-expert fails
     aug1 = next(x for x in dry.stdout.splitlines() if x.startswith("[stage1-aug]"))
     assert "--augment 0.5" in aug1 and "--identity-from" in dry.stdout
     assert "--stage2 " + str(tmp_path / "runs" / "stage2-sync") in sync.stdout  # the bundle is the fine-tuned one

@@ -108,6 +108,14 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
                         "--seed", "1", "--width", "0.375", "--embed-dim", "128", "--max-steps", n(1500, 4),
                         "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2), *sync_flags, *common, *resume],
          r / "sync-judge" / "metrics.json"),
+        # with --sync-rooms: each expert fine-tuned from its weights on degraded audio heard through the WPE front end
+        # (docs/training.md, "A front end for rooms"); nothing trains through them
+        *[(f"{x}-rooms", [*LAUNCH, "train/syncnet.py", "--data", str(prep), "--output-dir", str(r / f"{x}-rooms"),
+                          "--init-expert", str(r / x), *extra, "--augment", "0.5", "--dereverb", "--reverb-copies", n(2, 1), "--learning-rate", "3e-4", "--max-steps", n(1000, 4),
+                          "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2),
+                          *(sync_flags[:6] if tiny else []), *common, *resume], r / f"{x}-rooms" / "metrics.json")
+          for x, extra in (("syncnet", []), ("sync-judge", ["--seed", "1", "--width", "0.375", "--embed-dim", "128"]))
+          if a.sync_rooms],
         ("stage2", [*LAUNCH, *stage2, "--output-dir", str(r / "stage2"), "--max-steps", n(g(3000, 2000), 4),
                     "--checkpointing-steps", n(250, 2), "--sample-steps", n(500, 2), *common, *resume],
          r / "stage2" / "stage2.json"),
@@ -197,6 +205,11 @@ def main(argv=None) -> int:
     p.add_argument("--sync-dereverb", action="store_true",
                    help="the sync expert and the sync judge hear audio through a WPE dereverberation front end "
                         "(train/syncnet.py --dereverb; with --sync-augment their room examples are dereverberated too)")
+    p.add_argument("--sync-rooms", action="store_true",
+                   help="also fine-tune the sync expert and the sync judge on degraded audio with the WPE front end "
+                        "(syncnet-rooms, sync-judge-rooms; ~20 min each on 2 cores): experts that score real video "
+                        "against audio from a phone line, noise or a codec at >= 0.8 of clean, a room at 0.79-0.80 "
+                        "(docs/training.md)")
     p.add_argument("--sync-clean-audio", action="store_true",
                    help="stage2-sync on the clean corpus audio alone, c_t as it comes (bundles before 2026-11-24); by "
                         "default it also trains on degraded, pitch-shifted copies with --c-norm mean (real voices)")

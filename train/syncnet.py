@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -47,6 +48,9 @@ def parse_args(argv=None):
                         "so every use of it does the same); with --augment, its reverberant examples are "
                         "dereverberated copies made before training (--reverb-copies per clip)")
     p.add_argument("--reverb-copies", type=int, default=2, help="with --dereverb: reverberant copies per clip")
+    p.add_argument("--reverb-weight", type=float, default=1.0,
+                   help="with --augment: the room drawn this many times as often as each other condition (2 did not "
+                        "raise the room's share of clean LSE-C, docs/training.md)")
     p.add_argument("--init-expert", default=None,
                    help="start from this saved expert's weights (same layout; e.g. a clean-audio expert fine-tuned "
                         "with --augment / --dereverb)")
@@ -54,11 +58,29 @@ def parse_args(argv=None):
 
 
 def dereverbed_copies(data: Prepared, ids: list[int], k: int, seed: int, show: bool = True) -> dict[int, list]:
-    """{clip: [k copies in s2v.degrade's room, dereverberated]} of `ids` (s2v.dereverb.dereverbed_rooms)."""
+    """{clip: [k copies in s2v.degrade's room, dereverberated]} of `ids` (s2v.dereverb.dereverbed_rooms). Kept
+    in DATA/rooms-cache/ by seed and k (the copies depend on nothing else), so a second run on the same data
+    (another weighting, a fine-tune) skips the minutes WPE takes."""
     from s2v.dereverb import dereverbed_rooms
 
+    cache = Path(data.root) / "rooms-cache" / f"seed{seed}-k{k}.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            if set(map(int, z["ids"])) >= set(ids):
+                at = {int(c): n for n, c in enumerate(z["ids"])}
+                ends, flat = z["ends"], z["audio"]
+                starts = np.r_[0, ends[:-1]]
+                return {i: [flat[starts[at[i] * k + j]:ends[at[i] * k + j]] for j in range(k)] for i in ids}
     jobs = [(i, seed * 1_000_003 + 7919 * i + j) for i in ids for j in range(k)]
     out = dereverbed_rooms([data.audio(i) for i, _ in jobs], [s for _, s in jobs], show=show)
+    try:  # a read-only data folder just goes without the cache
+        cache.parent.mkdir(exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.npz")
+        np.savez(tmp, ids=np.array(ids), ends=np.cumsum([len(w) for w in out]),
+                 audio=np.concatenate(out).astype(np.float16))
+        tmp.replace(cache)
+    except OSError as e:
+        print(f"note: rooms not cached ({e})", file=sys.stderr)
     return {i: out[n * k:(n + 1) * k] for n, i in enumerate(ids)}
 
 
@@ -66,9 +88,11 @@ class SyncPairs(torch.utils.data.Dataset):
     """(video window (3, 5, S, S), audio windows (K, 1, 13, 20)); the in-sync window is index 0."""
 
     def __init__(self, data: Prepared, ids: list[int], net_config: SyncNetConfig, k: int, min_shift: int,
-                 length: int = 10 ** 7, augment: float = 0.0, rooms: dict[int, list] | None = None):
+                 length: int = 10 ** 7, augment: float = 0.0, rooms: dict[int, list] | None = None,
+                 reverb_weight: float = 1.0):
         self.data, self.ids, self.k, self.min_shift, self.length = data, ids, k, min_shift, length
         self.config, self.augment, self.rooms = net_config, augment, rooms
+        self.weights = None if reverb_weight == 1.0 else {"reverb": reverb_weight}
 
     def __len__(self) -> int:
         return self.length
@@ -91,7 +115,7 @@ class SyncPairs(torch.utils.data.Dataset):
 
                 copies = self.rooms[i]
                 conditions = {**CONDITIONS, "reverb": lambda w, r: copies[r.integers(len(copies))].astype(np.float32)}
-            wav = augment(wav, rng, self.augment, conditions=conditions)
+            wav = augment(wav, rng, self.augment, conditions=conditions, weights=self.weights)
         audio = audio_windows(mfcc(wav), [mfcc_start(s, fps) for s in starts])
         return video, audio
 
@@ -116,7 +140,7 @@ def main(args) -> dict:
     if args.dereverb and args.augment > 0:
         rooms = dereverbed_copies(data, train, args.reverb_copies, args.seed, show=run.is_main)
     loader = torch.utils.data.DataLoader(SyncPairs(data, train, cfg, args.candidates, args.min_shift,
-                                                  augment=args.augment, rooms=rooms),
+                                                  augment=args.augment, rooms=rooms, reverb_weight=args.reverb_weight),
                                          batch_size=args.batch_size, num_workers=args.num_workers)
     opt = torch.optim.Adam(net.parameters(), lr=args.learning_rate)
     net, opt, loader = acc.prepare(net, opt, loader)
