@@ -269,6 +269,7 @@ def test_augment_weights_the_draw_of_conditions():
     assert abs(share({"reverb": 3}) - 0.5) < 0.06
     assert share({"reverb": 0}) == 0 and abs(share({"reverb": 0}, "noise") - 1 / 3) < 0.06
 
+
 def test_dereverb_clears_the_gaps_a_room_fills_and_leaves_dry_speech_alone():
     """s2v.dereverb (WPE, the sync expert's front end): syllables 0.2 s apart in s2v.degrade's room fill the
     pauses between them with their tail; dereverberated, the pauses are much quieter again (at least 5 dB

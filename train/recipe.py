@@ -44,9 +44,10 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     n = (lambda full, small: str(small if tiny else full))  # noqa: E731
     resume = ["--resume-from-checkpoint", "latest"]
     common = ["--num-workers", n(2, 0)]
-    sync_flags = ["--min-shift", "1", "--candidates", "3", "--eval-clips", "2"] if tiny else []
-    sync_flags = sync_flags + (["--augment", str(a.sync_augment)] if a.sync_augment else [])
+    sync_small = ["--min-shift", "1", "--candidates", "3", "--eval-clips", "2"] if tiny else []
+    sync_flags = sync_small + (["--augment", str(a.sync_augment)] if a.sync_augment else [])
     sync_flags = sync_flags + (["--dereverb"] if a.sync_dereverb else [])
+    judge_layout = ["--seed", "1", "--width", "0.375", "--embed-dim", "128"]  # the sync judge's, not the expert's
     final = r / ("stage2-sync" if a.sync_loss else "stage2")
     gpu = a.profile == "gpu"
     g = (lambda cpu, on_gpu: str(on_gpu if gpu else cpu))  # noqa: E731
@@ -105,16 +106,17 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
         # a second sync expert (another seed and width) that no training step sees: the evaluation's sync judge,
         # since stage2-sync trains through the first
         ("sync-judge", [*LAUNCH, "train/syncnet.py", "--data", str(prep), "--output-dir", str(r / "sync-judge"),
-                        "--seed", "1", "--width", "0.375", "--embed-dim", "128", "--max-steps", n(1500, 4),
+                        *judge_layout, "--max-steps", n(1500, 4),
                         "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2), *sync_flags, *common, *resume],
          r / "sync-judge" / "metrics.json"),
         # with --sync-rooms: each expert fine-tuned from its weights on degraded audio heard through the WPE front end
         # (docs/training.md, "A front end for rooms"); nothing trains through them
         *[(f"{x}-rooms", [*LAUNCH, "train/syncnet.py", "--data", str(prep), "--output-dir", str(r / f"{x}-rooms"),
-                          "--init-expert", str(r / x), *extra, "--augment", "0.5", "--dereverb", "--reverb-copies", n(2, 1), "--learning-rate", "3e-4", "--max-steps", n(1000, 4),
-                          "--batch-size", n(32, 4), "--checkpointing-steps", n(250, 2),
-                          *(sync_flags[:6] if tiny else []), *common, *resume], r / f"{x}-rooms" / "metrics.json")
-          for x, extra in (("syncnet", []), ("sync-judge", ["--seed", "1", "--width", "0.375", "--embed-dim", "128"]))
+                          "--init-expert", str(r / x), *extra, "--augment", "0.5", "--dereverb", "--reverb-copies",
+                          n(2, 1), "--learning-rate", "3e-4", "--max-steps", n(1000, 4), "--batch-size", n(32, 4),
+                          "--checkpointing-steps", n(250, 2), *sync_small, *common, *resume],
+           r / f"{x}-rooms" / "metrics.json")
+          for x, extra in (("syncnet", []), ("sync-judge", judge_layout))
           if a.sync_rooms],
         ("stage2", [*LAUNCH, *stage2, "--output-dir", str(r / "stage2"), "--max-steps", n(g(3000, 2000), 4),
                     "--checkpointing-steps", n(250, 2), "--sample-steps", n(500, 2), *common, *resume],
