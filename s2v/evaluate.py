@@ -534,7 +534,9 @@ def table(rows: list[dict], settings: dict) -> str:
     return "\n".join(lines) + f"\n\nMade by `{cmd}`.\n"
 
 
-FACE_METHODS = ("ground-truth", "s2v", "s2v-raw-nu", "s2v-recall", "mean-face")
+# the faces sheet's rows; with --baselines also `reference`: what the generator makes of the speaker's own face
+# embedding, so that a face the voice misses can be told from one the decoder cannot draw
+FACE_METHODS = ("ground-truth", "s2v", "s2v-raw-nu", "s2v-recall", "reference", "mean-face")
 
 
 def save_faces(path: Path, faces: dict, info: dict) -> None:
@@ -551,8 +553,9 @@ def save_faces(path: Path, faces: dict, info: dict) -> None:
         draw.text((pad + j * w + 2, 1), f"{info[a].get('sex', '?')[:1]} {info[a].get('age', '')}", fill="black")
         for k, m in enumerate(methods):
             img.paste(Image.fromarray(faces[a][m]), (pad + j * w, top + k * h))
+    names = {"ground-truth": "real", "reference": "reference (nu*)"}
     for k, m in enumerate(methods):
-        draw.text((4, top + k * h + h // 2 - 6), "real" if m == "ground-truth" else m, fill="black")
+        draw.text((4, top + k * h + h // 2 - 6), names.get(m, m), fill="black")
     img.save(path)
 
 

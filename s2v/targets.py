@@ -83,6 +83,41 @@ def write_targets(prep: str | os.PathLike, teachers: str | os.PathLike, k: int =
     return meta
 
 
+@torch.no_grad()
+def pool_targets(pool: str | os.PathLike, teachers: str | os.PathLike, size: int, device: str = "cpu",
+                 batch: int = 256) -> dict[str, np.ndarray]:
+    """A face pool's images (`python -m s2v.corpus faces --stills`; labels.csv) with their teacher targets, for
+    stage 2's face decoder (train/stage2.py --face-pool): `images` (N, size, size, 3) uint8, `nu_star` (N, D) T_id
+    fc7 of each image, `mu_star` (N, 6) T_emo's logits of it (one image: its own μ*)."""
+    import csv
+
+    import cv2
+
+    pool = Path(pool)
+    labels = pool / "labels.csv"
+    if not labels.exists():
+        raise FileNotFoundError(f"{labels} not found: make a pool with `python -m s2v.corpus faces --stills --out {pool}`")
+    with open(labels) as f:
+        files = [r["file"] for r in csv.DictReader(f)]
+    imgs = []
+    for name in files:
+        img = cv2.imread(str(pool / name))
+        if img is None:
+            raise FileNotFoundError(f"{pool / name} (listed in {labels}) cannot be read")
+        if img.shape[:2] != (size, size):
+            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+        imgs.append(img[..., ::-1])
+    images_ = np.ascontiguousarray(np.stack(imgs))
+    t_id, t_emo = load_teachers(teachers)
+    t_id, t_emo = t_id.to(device).eval(), t_emo.to(device).eval()
+    nu, mu = [], []
+    for s in range(0, len(images_), batch):
+        x = images(images_[s:s + batch], device)
+        nu.append(t_id.embed(x).float().cpu().numpy())
+        mu.append(t_emo.crema_logits(x).float().cpu().numpy())
+    return {"images": images_, "nu_star": np.concatenate(nu), "mu_star": np.concatenate(mu)}
+
+
 def load_targets(prep: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(prep) / "targets.npz"
     if not path.exists():

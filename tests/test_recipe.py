@@ -85,6 +85,15 @@ def test_recipe_runs_steps_and_skips_finished_ones(tmp_path):
     assert "--cpc " + str(tmp_path / "runs" / "cpc") in next(x for x in acc if x.startswith("[accent]"))
     assert all("--accent " + str(tmp_path / "runs" / "accent") in x for x in acc if x.startswith(("[stage1]", "[stage1-aug]")))
     assert "--resume-from-checkpoint latest" in dry.stdout
+    # --face-pool N: a step of N stills (another seed than the teachers' and judges' pools) that both stage-2 runs
+    # decode; not without ν from the teacher's space
+    assert not any(x.startswith("[face-stills]") or "--face-pool" in x for x in dry.stdout.splitlines())
+    fp = _recipe(tmp_path, "--dry-run", "--nu-source", "mix", "--traits", "3", "--face-pool", "500").stdout.splitlines()
+    stills = next(x for x in fp if x.startswith("[face-stills]"))
+    assert "--stills --traits 3 --identities 6" in stills and "--seed 2" in stills  # (--tiny: 6)
+    assert all("--face-pool " + str(tmp_path / "data" / "face-stills") in x
+               for x in fp if x.startswith(("[stage2]", "[stage2-sync]")))
+    assert _recipe(tmp_path, "--dry-run", "--face-pool", "500").returncode == 2  # --nu-source student
     # --profile gpu: 128 px, stage 2 in bf16 with a GPU batch; the CPU profile keeps the bundle's settings
     gpu = _recipe(tmp_path, "--dry-run", "--profile", "gpu", "--skip", "speaker,assets").stdout.splitlines()
     s2 = next(x for x in gpu if x.startswith("[stage2]"))

@@ -355,6 +355,46 @@ def test_stage2_with_the_expert_sync_loss_and_without_d_sync(tiny_prep, tiny_sta
     assert r.returncode != 0 and "--batches device" in r.stderr
 
 
+def test_stage2_face_pool_decodes_stills_that_need_no_voice(tiny_prep, tiny_stage1, tmp_path):
+    """--face-pool: a pool of stills (`faces --stills --traits 3`: the corpus' still of actors drawn as the corpus
+    draws them) with their teachers' ν*, μ*; stage 2 decodes them beside the batch and the sync windows (the
+    slices of one generator call) under an upper-half L1; it needs ν from the teacher's space."""
+    from s2v.corpus.actors import REGIONS
+    from s2v.corpus.faces import make_faces, pool_identity
+    from s2v.corpus.make import still
+    from s2v.syncnet import SyncNet, SyncNetConfig
+    from s2v.targets import images, pool_targets
+    from s2v.teachers import load_teachers
+
+    pool = tmp_path / "pool"
+    make_faces(pool, identities=5, size=32, seed=2, workers=1, progress=False, traits=3, stills=True)
+    labels = (pool / "labels.csv").read_text().splitlines()
+    assert len(labels) == 1 + 5 and len(list((pool / "images").glob("*.png"))) == 5
+    actor = pool_identity(0, 2, traits=3)
+    assert 0 <= actor.region < len(REGIONS) and f",{actor.region}" in labels[1]
+    pt = pool_targets(pool, tiny_prep.parent / "teachers", 32)
+    assert pt["images"].shape == (5, 32, 32, 3) and pt["mu_star"].shape == (5, 6)
+    assert np.abs(pt["images"][0].astype(int) - still(actor, 32).astype(int)).max() <= 1  # (png round trip)
+    t_id, _ = load_teachers(tiny_prep.parent / "teachers")
+    with torch.no_grad():
+        assert np.allclose(pt["nu_star"], t_id.embed(images(pt["images"], "cpu")).numpy(), atol=1e-5)
+    assert not np.allclose(pt["nu_star"][0], pt["nu_star"][1])  # each identity its own ν*
+    torch.manual_seed(0)
+    SyncNet(SyncNetConfig(image_size=64, width=0.125, embed_dim=16, region="lower")).save_pretrained(tmp_path / "expert")
+    out = tmp_path / "s2"
+    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, out, "--max-steps", "2", "--context", "1", "--nu-source", "mix",
+                            "--face-pool", str(pool), "--pool-batch", "3", "--logging-steps", "1", "--no-d-sync",
+                            "--lambda-sync-expert", "1", "--sync-expert", str(tmp_path / "expert"), "--sync-batch", "2",
+                            "--sync-candidates", "3"), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "face pool: 5 stills" in r.stdout + r.stderr
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(x["g/pool"] > 0 and x["g/sync_expert"] > 0 for x in logged)
+    r = subprocess.run(_cmd(tiny_prep, tiny_stage1, tmp_path / "x", "--face-pool", str(pool)), cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "--nu-source teacher or mix" in r.stderr
+
+
 def test_generator_nu_norm_puts_teacher_and_student_in_one_space():
     """With nu_norm the generator ignores a shift and a scale of ν (what the student's softmax-matched
     logits differ from the teacher's ν* by); without it (the paper's form) it does not."""

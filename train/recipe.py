@@ -40,6 +40,7 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     """(name, command, the file whose existence marks the step done)."""
     d, r = Path(a.data), Path(a.runs)
     corpus, prep, faces, judge_faces = d / "crema-synth", d / f"prep{a.size}", d / "faces", d / "faces-judge"
+    stills = d / "face-stills"  # --face-pool: faces that need no voice, for stage 2's face decoder
     tiny = a.tiny
     n = (lambda full, small: str(small if tiny else full))  # noqa: E731
     resume = ["--resume-from-checkpoint", "latest"]
@@ -63,7 +64,8 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
     # stage 2's settings, shared by stage2-sync (its --init-generator must match them)
     stage2 = ["train/stage2.py", "--data", str(prep), "--stage1", str(r / "stage1"), "--teachers", str(r / "teachers"),
               "--nu-source", a.nu_source, "--context", "2", "--lambda-lower", "10", "--lambda-expr", "2",
-              "--expr-region", "upper", "--batch-size", n(g(16, 256), 4), *s2_fast]
+              "--expr-region", "upper", "--batch-size", n(g(16, 256), 4), *s2_fast,
+              *(["--face-pool", str(stills), "--pool-batch", n(g(8, 128), 2)] if a.face_pool else [])]
     # stage2-sync also hears degraded copies of the speech in shifted voices, and reads each clip's c_t less the
     # training voices' mean: real microphone voices (README, Real voices)
     sync_voices = [] if a.sync_clean_audio else ["--augment", "0.5", "--augment-copies", n(2, 1), "--augment-pitch",
@@ -78,6 +80,10 @@ def steps(a) -> list[tuple[str, list[str], Path]]:
                      str(prep), "--size", str(a.size)], prep / "report.json"),
         ("faces", [PY, "-m", "s2v.corpus", "faces", "--out", str(faces), "--identities", n(200, 12),
                    "--per-identity", n(24, 4), "--size", str(a.size)], faces / "labels.csv"),
+        # seed 2: neither the teachers' pool (0) nor the judges' (1)
+        *([("face-stills", [PY, "-m", "s2v.corpus", "faces", "--out", str(stills), "--stills", "--traits",
+                            str(a.traits), "--identities", n(a.face_pool, 6), "--size", str(a.size), "--seed", "2"],
+            stills / "labels.csv")] if a.face_pool else []),
         ("teachers", [*LAUNCH, "train/teachers.py", "--data", str(faces), "--output-dir", str(r / "teachers"),
                       "--max-steps", n(2500, 4), "--batch-size", n(64, 8), "--holdout-identities", n(20, 4),
                       "--image-size", str(a.size), *common, *resume], r / "teachers" / "metrics.json"),
@@ -192,6 +198,10 @@ def main(argv=None) -> int:
     p.add_argument("--accent", action="store_true",
                    help="step accent: an accent head trained on a pool of 1,000 synthetic voices (python -m s2v.accent), "
                         "whose posteriors S_id also reads (train/stage1.py --accent; with --traits 3 --id-head linear)")
+    p.add_argument("--face-pool", type=int, default=0,
+                   help="step face-stills: that many stills of identities that need no voice (python -m s2v.corpus "
+                        "faces --stills), which stage 2 decodes from their ν* beside the corpus' frames "
+                        "(train/stage2.py --face-pool; needs --nu-source teacher or mix; 0: none)")
     p.add_argument("--sync-loss", type=float, default=0.5,
                    help="weight of the expert sync loss in a fine-tuning of stage 2 (step stage2-sync: from stage 2's "
                         "generator, D_sync left out; the bundle's setting; 0: no such step, the paper's D_sync alone)")
@@ -222,6 +232,8 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help="every step shrunk: a plumbing check in minutes")
     a = p.parse_args(argv)
     a.size = a.size or (128 if a.profile == "gpu" else 64)
+    if a.face_pool and a.nu_source == "student":
+        p.error("--face-pool trains the generator on the pool's teacher ν*: give --nu-source mix (or teacher)")
     plan = steps(a)
     names = [s[0] for s in plan]
     skip = [x for x in a.skip.split(",") if x]

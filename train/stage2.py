@@ -7,8 +7,8 @@ c_t comes from the stage-1 CPC and ν, μ from its students, computed once per c
 `features/`); the real side of D_ID is T_id's maps of the speaker's still (PREP/targets.npz).
 Per step: one generator update (LSGAN terms of the three discriminators + L_sim + L_grad), then one
 update of each discriminator. Beyond the paper, --lambda-sync-expert adds Wav2Lip's expert sync loss
-(a frozen sync expert judges windows of 5 generated frames against their audio) and --no-d-sync
-leaves D_sync out. RMSProp with G 3e-4, D_ID 3e-4, D_fr 1e-4, D_sync 1e-5 (paper 3.1; s2v.discriminators.ADVERSARIES).
+(a frozen sync expert judges windows of 5 generated frames against their audio), --no-d-sync
+leaves D_sync out, and --face-pool also decodes stills of identities that need no voice from their ν*. RMSProp with G 3e-4, D_ID 3e-4, D_fr 1e-4, D_sync 1e-5 (paper 3.1; s2v.discriminators.ADVERSARIES).
 Every --sample-steps a grid (ground truth above generated, fixed clips of seen voices) goes to
 samples/ and tensorboard. The output records which stage 1 it was trained on.
 """
@@ -95,6 +95,14 @@ def parse_args(argv=None):
                         "standard, SD) in place of the clip's own, dimension by dimension (GeneratorConfig.c_norm), "
                         "so that a voice recorded otherwise than the corpus (a shift of c_t as a whole) moves the "
                         "mouth as a corpus voice does; default: c as the encoder gives it (the paper)")
+    p.add_argument("--face-pool", default=None,
+                   help="beyond the paper: a pool of face stills that need no voice (python -m s2v.corpus faces --stills "
+                        "--traits 3), decoded each step from their teacher ν* (and T_emo's μ* of the still) with c "
+                        "windows of the batch's frames, under an L1 on the upper half (eq. 8's region; the mouth is "
+                        "c's): the face decoder learns the face embedding over thousands of identities, not only the "
+                        "seen actors' points (needs --nu-source teacher or mix, whose ν the generator normalises)")
+    p.add_argument("--lambda-pool", type=float, default=10.0, help="weight of that L1 (with --face-pool)")
+    p.add_argument("--pool-batch", type=int, default=8, help="pool stills a step (with --face-pool)")
     p.add_argument("--offsync-min", type=int, default=3, help="|τ - τ'| in frames for off-sync pairs")
     p.add_argument("--sample-steps", type=int, default=250)
     p.add_argument("--batches", default="auto", choices=("auto", "device", "loader"),
@@ -110,6 +118,10 @@ def parse_args(argv=None):
     if a.augment > 0 and a.batches == "device":
         p.error("--augment draws each item's c from one of several copies, which --batches device does not; "
                 "use --batches loader (or auto)")
+    if a.face_pool and a.nu_source == "student":
+        p.error("--face-pool decodes the pool's teacher ν*: train with --nu-source teacher or mix")
+    if a.face_pool and a.pool_batch > a.batch_size:
+        p.error("--pool-batch takes its c windows from the batch's frames: at most --batch-size")
     if a.lambda_sync_expert and not a.sync_expert:
         p.error("--lambda-sync-expert needs --sync-expert DIR (a sync expert from train/syncnet.py)")
     return a
@@ -187,6 +199,13 @@ def main(args) -> dict:
     else:
         loader = torch.utils.data.DataLoader(frames, batch_size=args.batch_size, shuffle=True, drop_last=True,
                                              num_workers=args.num_workers, persistent_workers=args.num_workers > 0)
+    pool = None
+    if args.face_pool:  # (N, S, S, 3) uint8 stills with their ν*, μ*, kept on the device
+        from s2v.targets import pool_targets
+
+        pt = pool_targets(args.face_pool, args.teachers, data.size, device=str(acc.device))
+        pool = {k: torch.from_numpy(v).to(acc.device) for k, v in pt.items()}
+        acc.print(f"face pool: {len(pt['images'])} stills from {args.face_pool}")
     t_emo = None
     if args.lambda_expr:
         t_emo = load_emotion_teacher(args.teachers).to(acc.device)  # frozen, eval mode
@@ -219,22 +238,35 @@ def main(args) -> dict:
         clock.tick(step)
         b = next(batches)
         real = b["frame"]  # (B, 3, S, S) in [-1, 1]
-        # ---- generator
+        # ---- generator: the batch, then the pool's stills and the sync windows' frames in the same call (one
+        # forward per backward, for DDP)
+        cs, nus, mus = [b["c"]], [b["nu"]], [b["mu"]]  # c (B, W, c_dim), ν (B, D), μ (B, 6)
+        nb = b["c"].shape[0]
+        if pool is not None:  # each still with the c window of one of the batch's frames
+            k = torch.randint(0, len(pool["images"]), (args.pool_batch,), device=acc.device)
+            cs.append(b["c"][torch.randperm(nb, device=acc.device)[:args.pool_batch]])
+            nus.append(pool["nu_star"][k])
+            mus.append(pool["mu_star"][k])
+            stills = pool["images"][k].permute(0, 3, 1, 2).float() / 127.5 - 1
+        n_pool = args.pool_batch if pool is not None else 0
+        if windows is not None:
+            w = next(windows)  # c (Bw, 5, W, c_dim): 5 consecutive frames of a clip; ν, μ; mfcc (Bw, K, 1, 13, 20)
+            nw = w["c"].shape[1]
+            cs.append(w["c"].flatten(0, 1))
+            nus.append(w["nu"].repeat_interleave(nw, 0))
+            mus.append(w["mu"].repeat_interleave(nw, 0))
         with acc.autocast():
-            if windows is None:
-                fake, maps = G(b["c"], b["nu"], b["mu"])  # c (B, W, c_dim), ν (B, D), μ (B, 6)
-            else:  # the sync windows' frames go through G in the same call (one forward per backward, for DDP)
-                w = next(windows)  # c (Bw, 5, W, c_dim): 5 consecutive frames of a clip; ν, μ; mfcc (Bw, K, 1, 13, 20)
-                nb, nw = b["c"].shape[0], w["c"].shape[1]
-                out, maps = G(torch.cat([b["c"], w["c"].flatten(0, 1)]),
-                              torch.cat([b["nu"], w["nu"].repeat_interleave(nw, 0)]),
-                              torch.cat([b["mu"], w["mu"].repeat_interleave(nw, 0)]))
-                fake, lips, maps = out[:nb], out[nb:].unflatten(0, (-1, nw)), [m[:nb] for m in maps]
+            out, maps = G(torch.cat(cs), torch.cat(nus), torch.cat(mus))
+            fake, maps = out[:nb], [m[:nb] for m in maps]
+            if windows is not None:
+                lips = out[nb + n_pool:].unflatten(0, (-1, nw))
             s = {"real": real, "fake": fake, "c": b["c"], "c_off": b["c_off"], "maps": maps, "real_maps": b["maps"]}
             g = {f"adv_{k}": ADVERSARIES[k].g_loss(uD, s) for k in adversaries}
             g.update(sim=args.lambda_sim * l_sim(fake, real), grad=args.lambda_grad * l_grad(fake, real))
             if args.lambda_lower:
                 g["lower"] = args.lambda_lower * l_lower(fake, real)
+            if pool is not None:
+                g["pool"] = args.lambda_pool * l_sim(out[nb:nb + n_pool], stills)
             if t_emo is not None:
                 g["expr"] = args.lambda_expr * l_expr(t_emo, fake, real, args.expr_region)
             if windows is not None:

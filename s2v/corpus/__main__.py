@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--size", type=int, default=64)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--workers", type=int, default=None)
+    f.add_argument("--traits", type=int, default=2, choices=(1, 2, 3),
+                   help="draw the identities as `make --traits` draws actors (3: colouring by region)")
+    f.add_argument("--stills", action="store_true",
+                   help="one still per identity (neutral, mouth closed, as the corpus' stills): a face pool for "
+                        "stage 2's face decoder (train/stage2.py --face-pool)")
 
     r = sub.add_parser("prepare", help="raw clips (CREMA-D layout or VoxCeleb2) -> training shards")
     r.add_argument("--dataset", required=True, choices=("crema-d", "voxceleb2"))
@@ -108,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "faces":
             from .faces import make_faces
 
-            summary = make_faces(args.out, args.identities, args.per_identity, args.size, args.seed, args.workers)
+            summary = make_faces(args.out, args.identities, args.per_identity, args.size, args.seed, args.workers,
+                                 traits=args.traits, stills=args.stills)
         elif args.cmd == "assets":
             from .assets import make_assets
 
