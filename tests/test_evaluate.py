@@ -204,6 +204,14 @@ def test_train_syncnet_then_evaluate(tiny_prep, tiny_model, tmp_path, monkeypatc
     assert "held-out judge" in (out / "results.md").read_text() and "1:2 match" in (out / "results.md").read_text()
     assert "| method |" in (out / "results.md").read_text()
     assert (out / "strip.png").stat().st_size > 0 and (out / "faces.png").stat().st_size > 0
+    # the faces sheet: a row per method of the unseen split that draws a face, `reference` among them
+    from PIL import Image
+
+    from s2v.evaluate import FACE_METHODS
+
+    drawn = [m for m in FACE_METHODS if any(x["split"] == "unseen" and x["method"] == m for x in res["rows"])]
+    assert "reference" in drawn and "mean-face" in drawn
+    assert Image.open(out / "faces.png").size[1] == 14 + Prepared(tiny_prep).size * len(drawn)
     _batched_scoring_matches_one_by_one(tiny_prep, tiny_model, judge, sync)
 
 
